@@ -1,0 +1,1 @@
+"""Conversation shards and their logic; plain classes under thin Ray shells."""

@@ -1,0 +1,156 @@
+"""A conversation shard: pulls one inbox partition in order and publishes its events.
+
+Many logical conversations share one shard (one Ray actor process); each conversation's
+items arrive in append order because one partition has exactly one reader, and a batch is
+published as a unit before it is committed. Sequence numbers are assigned from the stored
+last sequence, so a batch redelivered after a crash gets the numbers it was published with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from actors.normalize import normalize
+from adapters.errors import AdapterError
+from adapters.ports import Inbox, Publisher
+from models.event import NormalizedEvent
+from models.inbox import StoredItem
+
+log = structlog.get_logger("shard")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardConfig:
+    """How a shard reads its partition."""
+
+    partition: int
+    batch_size: int = 256
+    block_ms: int = 100
+    max_backoff_s: float = 5.0
+    sequence_cache: int = 100_000
+
+
+@dataclass(slots=True)
+class ShardStats:
+    """Counters a shard reports (published through Ray metrics by the actor shell)."""
+
+    batches: int = 0
+    published: int = 0
+    redelivered: int = 0
+    publish_failures: int = 0
+    last_batch: int = 0
+    backlog: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The batch in hand and how far it got."""
+
+    stored: list[StoredItem]
+    started: float
+    events: list[NormalizedEvent] | None = None
+    updates: dict[str, int] = field(default_factory=dict)
+    published: bool = False
+
+
+class ConversationShard:
+    """The shard's logic, testable without Ray: read, normalize, publish, commit."""
+
+    def __init__(
+        self,
+        config: ShardConfig,
+        inbox: Inbox,
+        publisher: Publisher,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._inbox = inbox
+        self._publisher = publisher
+        self._sequences: dict[str, int] = {}
+        self._stopping = asyncio.Event()
+        self._on_batch = on_batch
+        self._batch: _Batch | None = None
+        self.stats = ShardStats()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from run()."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Process batches until stop(); store/broker failures are retried, never skipped."""
+        backoff = 0.05
+        while not self._stopping.is_set():
+            try:
+                await self.run_once()
+                backoff = 0.05
+            except AdapterError as exc:
+                # Why retry forever: the entries stay in the inbox uncommitted, so nothing is
+                # lost while the store or broker is down; skipping ahead would break order.
+                self.stats.errors = [*self.stats.errors[-9:], str(exc)]
+                log.warning("shard_retry", partition=self.config.partition, error=str(exc))
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
+                backoff = min(backoff * 2, self.config.max_backoff_s)
+
+    async def run_once(self) -> int:
+        """One batch: read, sequence, normalize, publish (confirmed), commit. Returns its size.
+
+        A failure at any step keeps the batch in hand and the next call resumes it at the
+        failed step: a batch that was published but not committed is not published twice
+        by this process, and one that was read is never skipped.
+        """
+        if self._batch is None:
+            stored = await self._inbox.read(
+                self.config.partition, self.config.batch_size, self.config.block_ms
+            )
+            if not stored:
+                return 0
+            self._batch = _Batch(stored=stored, started=asyncio.get_running_loop().time())
+        batch = self._batch
+        if batch.events is None:
+            batch.events, batch.updates = await self._sequence(batch.stored)
+        if not batch.published:
+            try:
+                await self._publisher.publish(batch.events)
+            except AdapterError:
+                self.stats.publish_failures += 1
+                raise
+            batch.published = True
+        await self._inbox.commit(
+            self.config.partition, [s.entry_id for s in batch.stored], batch.updates
+        )
+        self._batch = None
+        if len(self._sequences) > self.config.sequence_cache:
+            self._sequences.clear()  # reloaded from the store on demand
+        self._sequences.update(batch.updates)
+        self.stats.batches += 1
+        self.stats.published += len(batch.events)
+        self.stats.redelivered += sum(1 for s in batch.stored if s.deliveries > 1)
+        self.stats.last_batch = len(batch.events)
+        if self._on_batch is not None:
+            self._on_batch(len(batch.events), asyncio.get_running_loop().time() - batch.started)
+        return len(batch.events)
+
+    async def _sequence(
+        self, stored: list[StoredItem]
+    ) -> tuple[list[NormalizedEvent], dict[str, int]]:
+        conversation_ids = {s.item.conversation_id for s in stored}
+        missing = conversation_ids - self._sequences.keys()
+        if missing:
+            known = await self._inbox.sequences(missing)
+            self._sequences.update({cid: known.get(cid, 0) for cid in missing})
+        updates: dict[str, int] = {}
+        events: list[NormalizedEvent] = []
+        for entry in stored:
+            cid = entry.item.conversation_id
+            seq = updates.get(cid, self._sequences[cid]) + 1
+            updates[cid] = seq
+            events.append(normalize(entry.item, seq))
+        return events, updates

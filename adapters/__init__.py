@@ -1,0 +1,1 @@
+"""Ports (small Protocols) and their production and embedded adapters."""

@@ -1,0 +1,77 @@
+"""Embedded publisher: a local SQLite outbox, read with `python -m cluster events tail`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from adapters.codec import dump_event, event_headers
+from adapters.sqlite_db import SqliteDb
+from models.event import NormalizedEvent
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    routing_key TEXT NOT NULL,
+    headers BLOB NOT NULL,
+    body BLOB NOT NULL
+);
+"""
+
+
+class OutboxPublisher:
+    """The Publisher port on a SQLite table: a commit is the broker's confirm."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteDb(path, _SCHEMA)
+
+    async def publish(self, events: Sequence[NormalizedEvent]) -> None:
+        """Append the events in order, in one transaction."""
+        rows = [
+            (e.routing_key, orjson.dumps(event_headers(e)), dump_event(e)) for e in events
+        ]
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO outbox (routing_key, headers, body) VALUES (?, ?, ?)", rows
+                )
+
+        if rows:
+            await self._db.run(write)
+
+    async def ping(self) -> None:
+        """The outbox file opens and answers."""
+        await self._db.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        """Close the connection."""
+        await self._db.close()
+
+
+def read_outbox(path: Path, after: int = 0, limit: int = 1000) -> Iterator[dict[str, Any]]:
+    """Outbox rows after `after` as dicts {seq, routing_key, headers, event}, oldest first."""
+    if not path.exists():
+        return
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute(
+            "SELECT seq, routing_key, headers, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+    except sqlite3.OperationalError:  # table not created yet: nothing published
+        rows = []
+    finally:
+        conn.close()
+    for seq, routing_key, headers, body in rows:
+        yield {
+            "seq": seq,
+            "routing_key": routing_key,
+            "headers": orjson.loads(headers),
+            "event": orjson.loads(body),
+        }

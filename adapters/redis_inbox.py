@@ -1,0 +1,152 @@
+"""Production inbox: one Redis Stream per partition, read through a consumer group.
+
+Each partition has one consumer (`p<partition>`), so a restarted shard re-reads its own
+pending entries (read but never acknowledged) before new ones. Committed entries are
+acknowledged and deleted in the same MULTI as the sequence update, so the stream only
+holds what is still in flight and a redelivery always gets the sequence it had.
+Streams are never trimmed by length: trimming could drop entries nobody has published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from adapters.codec import dump_item, load_item
+from adapters.errors import TransientError
+from models.inbox import InboxItem, StoredItem
+
+GROUP = "shards"
+
+
+class RedisInbox:
+    """The Inbox port on Redis Streams."""
+
+    def __init__(self, url: str, prefix: str = "wa:") -> None:
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
+        self._prefix = prefix
+        self._groups: set[int] = set()
+        self._pending_done: set[int] = set()
+
+    def stream(self, partition: int) -> str:
+        """The stream key of a partition."""
+        return f"{self._prefix}inbox:{partition}"
+
+    @property
+    def _seq_key(self) -> str:
+        return f"{self._prefix}seq"
+
+    async def append(self, items: Sequence[InboxItem]) -> None:
+        """XADD every item to its partition stream in one round trip."""
+        if not items:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for item in items:
+                    pipe.xadd(self.stream(item.partition), {"d": dump_item(item)})
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis append: {exc}") from exc
+
+    async def _ensure_group(self, partition: int) -> None:
+        if partition in self._groups:
+            return
+        try:
+            # id 0, not $: entries appended before the first reader started are not skipped.
+            await self._redis.xgroup_create(self.stream(partition), GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(partition)
+
+    async def read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
+        """Pending entries of this partition's consumer first, then new ones."""
+        key = self.stream(partition)
+        consumer = f"p{partition}"
+        try:
+            await self._ensure_group(partition)
+            if partition not in self._pending_done:
+                reply = await self._redis.xreadgroup(GROUP, consumer, {key: "0"}, count=count)
+                await self._ack_deleted(key, reply)
+                stored = self._decode(reply, redelivered=True)
+                if stored:
+                    return stored
+                if not any(entries for _, entries in reply or []):
+                    self._pending_done.add(partition)
+            reply = await self._redis.xreadgroup(
+                GROUP, consumer, {key: ">"}, count=count, block=block_ms
+            )
+        except RedisError as exc:
+            raise TransientError(f"redis read: {exc}") from exc
+        return self._decode(reply, redelivered=False)
+
+    async def _ack_deleted(self, key: str, reply: Any) -> None:
+        ids = [entry_id for _, entries in reply or [] for entry_id, fields in entries if not fields]
+        if ids:
+            await self._redis.xack(key, GROUP, *ids)
+
+    @staticmethod
+    def _decode(reply: Any, redelivered: bool) -> list[StoredItem]:
+        stored: list[StoredItem] = []
+        for _, entries in reply or []:
+            for entry_id, fields in entries:
+                if not fields:  # deleted while pending: nothing left to publish
+                    continue
+                raw_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                stored.append(
+                    StoredItem(
+                        entry_id=raw_id,
+                        item=load_item(fields[b"d"]),
+                        deliveries=2 if redelivered else 1,
+                    )
+                )
+        return stored
+
+    async def commit(
+        self, partition: int, entry_ids: Sequence[str], sequences: Mapping[str, int]
+    ) -> None:
+        """XACK + XDEL the entries and HSET the sequences in one MULTI/EXEC."""
+        key = self.stream(partition)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if entry_ids:
+                    pipe.xack(key, GROUP, *entry_ids)
+                    pipe.xdel(key, *entry_ids)
+                if sequences:
+                    pipe.hset(self._seq_key, mapping=dict(sequences))
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis commit: {exc}") from exc
+
+    async def sequences(self, conversation_ids: Collection[str]) -> dict[str, int]:
+        """HMGET the last sequences."""
+        wanted = list(conversation_ids)
+        if not wanted:
+            return {}
+        try:
+            values = await self._redis.hmget(self._seq_key, wanted)
+        except RedisError as exc:
+            raise TransientError(f"redis sequences: {exc}") from exc
+        return {cid: int(v) for cid, v in zip(wanted, values, strict=True) if v is not None}
+
+    async def backlog(self, partition: int) -> int:
+        """XLEN: committed entries are deleted, so the length is the backlog."""
+        try:
+            return int(await self._redis.xlen(self.stream(partition)))
+        except RedisError as exc:
+            raise TransientError(f"redis backlog: {exc}") from exc
+
+    async def ping(self) -> None:
+        """PING."""
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            raise TransientError(f"redis ping: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
+

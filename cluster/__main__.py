@@ -1,0 +1,64 @@
+"""The CLI: `python -m cluster run | events tail | send-test`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import orjson
+
+from cluster.logging import configure_logging
+from cluster.settings import Settings, SettingsError
+
+
+def _events_tail(settings: Settings, follow: bool, limit: int) -> int:
+    from adapters.outbox import read_outbox
+
+    path = settings.data_dir / "outbox.db"
+    last = 0
+    while True:
+        for row in read_outbox(path, after=last, limit=limit):
+            last = row["seq"]
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
+        sys.stdout.flush()
+        if not follow:
+            return 0
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    parser = argparse.ArgumentParser(prog="python -m cluster", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the service in the foreground (make run)")
+    events = sub.add_parser("events", help="read published events")
+    events_sub = events.add_subparsers(dest="events_command", required=True)
+    tail = events_sub.add_parser("tail", help="print the embedded outbox as JSON lines")
+    tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events")
+    tail.add_argument("-n", "--limit", type=int, default=1000, help="rows per read")
+    send = sub.add_parser("send-test", help="POST a signed sample webhook to the service")
+    send.add_argument("--url", default=None, help="default: http://WA_HOST:WA_PORT/webhook")
+    send.add_argument("--file", default=None, help="a webhook body to sign and send")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+        configure_logging(settings.log_level)
+        if args.command == "run":
+            from cluster.runner import run
+
+            run(settings)
+            return 0
+        if args.command == "events":
+            return _events_tail(settings, args.follow, args.limit)
+        from cluster.send_test import send_test
+
+        return send_test(settings, args.url, args.file)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The typed Serve application builder: used by `make run` and by ray-config/ (serve deploy)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from ray.serve import Application
+
+from actors.pool import ShardPool
+from cluster.settings import Settings
+from cluster.wiring import Wiring, ingress_deps, shard_config, shard_deps
+from ingress.deployment import WebhookIngress
+
+APP_NAME = "wa-ingest"
+
+
+def build_application(wiring: Wiring, ingress_replicas: int = 1) -> Application:
+    """Ingress replicas plus the shard pool, wired to the configured adapters."""
+    pool = ShardPool.bind(
+        wiring.partitions,
+        functools.partial(shard_config, wiring),
+        functools.partial(shard_deps, wiring),
+    )
+    return WebhookIngress.options(num_replicas=ingress_replicas).bind(
+        functools.partial(ingress_deps, wiring), pool
+    )
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """`import_path: cluster.serve_app:app_builder`; settings come from WA_* env vars."""
+    settings = Settings(**args)
+    return build_application(Wiring.from_settings(settings), settings.ingress_replicas)

@@ -1,0 +1,1 @@
+"""The HTTP edge: checks, verify, parse once, durable hand-off, 200."""

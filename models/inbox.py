@@ -1,0 +1,46 @@
+"""What the ingress stores in the durable inbox: one entry per webhook item."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+ItemKind = Literal["message", "status", "error", "field"]
+
+
+class InboxItem(BaseModel):
+    """One item of a verified delivery, with everything the shard needs to normalize it.
+
+    `item` is the item exactly as Meta sent it (a message, a status, an error, or the whole
+    `value` of a non-message field), so nothing Meta sent is lost before normalization.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    v: Literal[1] = 1
+    tenant_id: str
+    delivery_id: str
+    received_at: datetime
+    kind: ItemKind
+    field: str
+    position: tuple[int, int, int]
+    waba_id: str | None = None
+    phone_number_id: str | None = None
+    display_phone_number: str | None = None
+    conversation_key: str
+    conversation_id: str
+    partition: int
+    contact: dict[str, Any] | None = None
+    item: Any
+
+
+class StoredItem(BaseModel):
+    """An inbox entry as read back by a shard: the store's id plus the item."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entry_id: str
+    item: InboxItem
+    deliveries: int = 1

@@ -1,0 +1,32 @@
+"""Conversation keys, conversation ids and partitions: the stable hashing that orders events.
+
+Ordering is per conversation. A conversation is (tenant, business phone_number_id,
+customer), where the customer is the `wa_id` when Meta sends one and the business-scoped
+`user_id` otherwise, so that a customer keeps one key while Meta rolls out usernames.
+Items that belong to no conversation (account, template, ... events) share one key per
+tenant, so they stay ordered among themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def conversation_key(tenant_id: str, phone_number_id: str | None, customer: str | None) -> str:
+    """The canonical key of a conversation, or the tenant's key for non-conversation items."""
+    if customer is None:
+        return f"{tenant_id}|~tenant"
+    return f"{tenant_id}|{phone_number_id or '-'}|{customer}"
+
+
+def conversation_id(key: str) -> str:
+    """A stable, opaque id for a conversation key (no phone number in clear)."""
+    return hashlib.blake2b(key.encode(), digest_size=16, person=b"wa-conv").hexdigest()
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The inbox partition of a conversation key: stable across processes and restarts."""
+    if partitions < 1:
+        raise ValueError("partitions must be >= 1")
+    digest = hashlib.blake2b(key.encode(), digest_size=8, person=b"wa-part").digest()
+    return int.from_bytes(digest, "big") % partitions
