@@ -1,51 +1,44 @@
-"""Turning one inbox item into one normalized event (the minimum of schema v1).
+"""Turning one inbox item into one normalized event (schema v1).
 
-Total by construction: whatever Meta sent, the result is an event; an item we cannot
-make sense of is published as category `unsupported` with the raw item, never dropped.
+Total by construction: whatever Meta sent, the result is exactly one event. An item that
+does not fit its model is published as category `unsupported` with the raw item and the
+validation issues, never dropped and never raised. Dispatch is an explicit table from
+the item's kind to its handler.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
-from models.event import Business, Customer, NormalizedEvent
-from models.inbox import InboxItem
-
-# Non-message webhook fields, by the category their events are published under.
-FIELD_CATEGORIES: dict[str, str] = {
-    "account_update": "account",
-    "account_review_update": "account",
-    "account_alerts": "account",
-    "account_settings_update": "account",
-    "business_capability_update": "account",
-    "business_status_update": "account",
-    "phone_number_quality_update": "account",
-    "phone_number_name_update": "account",
-    "security": "account",
-    "partner_solutions": "account",
-    "payment_configuration_update": "account",
-    "message_template_status_update": "template",
-    "message_template_quality_update": "template",
-    "message_template_components_update": "template",
-    "template_category_update": "template",
-    "template_correct_category_detection": "template",
-    "user_preferences": "customer",
-    "calls": "call",
-    "flows": "flow",
-    "smb_message_echoes": "echo",
-    "smb_app_state_sync": "sync",
-    "history": "sync",
-    "automatic_events": "automatic",
-    "group_lifecycle_update": "group",
-    "group_participants_update": "group",
-    "group_settings_update": "group",
-    "group_status_update": "group",
-}
+from actors.enrich import build_customer
+from actors.normalize_field import category_of, field_customer, field_time, parse_field
+from actors.normalize_message import error_info, forwarded, message_data, referral, reply_to
+from models.event import (
+    Business,
+    Customer,
+    ErrorEventData,
+    EventData,
+    Forwarded,
+    NormalizedEvent,
+    Referral,
+    ReplyTo,
+    UnknownFieldData,
+    UnsupportedData,
+    ValidationIssue,
+)
+from models.event_status import ConversationInfo, PricingInfo, StatusData
+from models.inbox import InboxItem, ItemKind
+from models.meta.common import Contact
+from models.meta.messages import parse_message
+from models.meta.statuses import parse_error, parse_status
 
 _TOKEN = re.compile(r"[^a-z0-9_]+")
 
@@ -61,84 +54,185 @@ def content_id(*parts: Any) -> str:
     return f"h:{digest[:40]}"
 
 
-def meta_timestamp(value: Any) -> datetime | None:
-    """Meta's unix timestamps arrive as strings or integers; anything else is None."""
-    if isinstance(value, bool):
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """What a handler decides; `normalize` adds the item's envelope facts."""
+
+    category: str
+    type: str
+    event_id: str
+    occurred_at: datetime | None
+    data: EventData
+    customer: Customer | None = None
+    group_id: str | None = None
+    reply_to: ReplyTo | None = None
+    forwarded: Forwarded | None = None
+    referral: Referral | None = None
+
+
+def _contact(item: InboxItem) -> Contact | None:
+    if item.contact is None:
         return None
     try:
-        seconds = int(value)
-    except (TypeError, ValueError):
+        return Contact.model_validate(item.contact)
+    except ValidationError:
+        # Why not unsupported: the contact only enriches; a malformed one must not cost
+        # the customer's message its typed form.
         return None
-    if not 0 < seconds < 2**33:
-        return None
-    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def _customer(item: InboxItem) -> Customer | None:
-    raw = item.item if isinstance(item.item, dict) else {}
-    contact = item.contact or {}
-    profile = contact.get("profile") if isinstance(contact.get("profile"), dict) else {}
-    if item.kind == "message":
-        wa_id = raw.get("from") or contact.get("wa_id")
-        user_id = raw.get("from_user_id") or contact.get("user_id")
-    elif item.kind == "status":
-        wa_id, user_id = raw.get("recipient_id"), raw.get("recipient_user_id")
-    else:
-        return None
-    name = profile.get("name") if isinstance(profile, dict) else None
-    if not (wa_id or user_id or name):
-        return None
-    return Customer(
-        wa_id=str(wa_id) if wa_id else None,
-        user_id=str(user_id) if user_id else None,
-        name=str(name) if name else None,
-    )
-
-
-def classify(item: InboxItem) -> tuple[str, str, str, datetime | None]:
-    """(category, type, event_id, occurred_at) of an inbox item."""
-    raw = item.item
-    if item.kind in ("message", "status"):
-        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str) or not raw["id"]:
-            return "unsupported", item.kind, content_id(item.tenant_id, item.kind, raw), None
-        occurred = meta_timestamp(raw.get("timestamp"))
-        if item.kind == "message":
-            kind = raw.get("type")
-            msg_type = routing_token(kind) if isinstance(kind, str) else "unknown"
-            return "message", msg_type, raw["id"], occurred
-        status = raw.get("status")
-        status_type = routing_token(status) if isinstance(status, str) else "unknown"
-        return "status", status_type, f"{raw['id']}:{status_type}", occurred
-    if item.kind == "error":
-        return "error", "error", content_id(item.tenant_id, item.phone_number_id, raw), None
-    category = FIELD_CATEGORIES.get(item.field, "other")
-    occurred = meta_timestamp(raw.get("timestamp")) if isinstance(raw, dict) else None
-    return (
-        category,
-        routing_token(item.field),
-        content_id(item.tenant_id, item.field, item.waba_id, raw),
-        occurred,
-    )
-
-
-def normalize(item: InboxItem, sequence: int) -> NormalizedEvent:
-    """The normalized event of an inbox item, with its conversation sequence number."""
-    category, event_type, event_id, occurred = classify(item)
-    return NormalizedEvent(
-        event_id=event_id,
-        tenant_id=item.tenant_id,
+def _message(item: InboxItem) -> _Parts:
+    message = parse_message(item.item)
+    category = "message" if item.field == "messages" else category_of(item.field)
+    return _Parts(
         category=category,
-        type=event_type,
+        type=routing_token(message.type) if message.type else "unknown",
+        event_id=message.id,
+        occurred_at=message.timestamp,
+        data=message_data(message),
+        customer=build_customer(message.from_, message.from_user_id, _contact(item)),
+        group_id=message.group_id,
+        reply_to=reply_to(message),
+        forwarded=forwarded(message),
+        referral=referral(message),
+    )
+
+
+def _status(item: InboxItem) -> _Parts:
+    status = parse_status(item.item)
+    state = routing_token(status.status)
+    to_group = status.recipient_type == "group"
+    conversation = status.conversation
+    pricing = status.pricing
+    data = StatusData(
+        message_id=status.id,
+        status=state,
+        status_of=status.type or "message",
+        recipient_id=None if to_group else status.recipient_id,
+        recipient_user_id=status.recipient_user_id,
+        recipient_participant_id=status.recipient_participant_id,
+        group_id=status.recipient_id if to_group else None,
+        conversation=ConversationInfo(
+            id=conversation.id,
+            origin_type=conversation.origin.type if conversation.origin else None,
+            expires_at=conversation.expiration_timestamp,
+        )
+        if conversation
+        else None,
+        pricing=PricingInfo.model_validate(
+            pricing.model_dump(include=set(PricingInfo.model_fields))
+        )
+        if pricing
+        else None,
+        errors=[error_info(e) for e in status.errors],
+        biz_opaque_callback_data=status.biz_opaque_callback_data,
+    )
+    customer = None
+    if not to_group:
+        customer = build_customer(status.recipient_id, status.recipient_user_id, _contact(item))
+    return _Parts(
+        category="status" if item.field == "messages" else category_of(item.field),
+        type=state if item.field == "messages" else "status",
+        event_id=f"{status.id}:{state}",
+        occurred_at=status.timestamp,
+        data=data,
+        customer=customer,
+        group_id=data.group_id,
+    )
+
+
+def _error(item: InboxItem) -> _Parts:
+    error = parse_error(item.item)
+    return _Parts(
+        category="error",
+        type="error",
+        event_id=content_id(item.tenant_id, item.phone_number_id, item.item),
+        occurred_at=None,
+        data=ErrorEventData(error=error_info(error)),
+    )
+
+
+def _field(item: InboxItem) -> _Parts:
+    value = parse_field(item.field, item.item)
+    event_id = content_id(item.tenant_id, item.field, item.waba_id, item.item)
+    if isinstance(value, UnknownFieldData):
+        return _Parts(category_of(item.field), routing_token(item.field), event_id, None, value)
+    return _Parts(
+        category=category_of(value.kind),
+        type=routing_token(value.kind),
+        event_id=event_id,
+        occurred_at=field_time(value),
+        data=value,  # type: ignore[arg-type]  # every FieldValue subclass is in the union
+        customer=field_customer(value),
+    )
+
+
+HANDLERS: dict[ItemKind, Callable[[InboxItem], _Parts]] = {
+    "message": _message,
+    "status": _status,
+    "error": _error,
+    "field": _field,
+}
+"""Item kind -> handler. Each handler raises ValidationError when the item does not fit."""
+
+
+def _unsupported(item: InboxItem, exc: ValidationError) -> _Parts:
+    raw = item.item
+    raw_id = raw.get("id") if isinstance(raw, dict) else None
+    if item.kind == "message" and isinstance(raw_id, str) and raw_id:
+        event_id = raw_id
+    elif item.kind == "status" and isinstance(raw_id, str) and raw_id:
+        state = raw.get("status")
+        event_id = f"{raw_id}:{routing_token(state) if isinstance(state, str) else 'unknown'}"
+    else:
+        event_id = content_id(item.tenant_id, item.kind, item.field, item.waba_id, raw)
+    issues = [
+        ValidationIssue(
+            loc=".".join(str(part) for part in error["loc"]), msg=error["msg"], type=error["type"]
+        )
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
+    label = item.field if item.kind == "field" else item.kind
+    return _Parts(
+        category="unsupported",
+        type=routing_token(label),
+        event_id=event_id,
+        occurred_at=None,
+        data=UnsupportedData(item_kind=item.kind, field=item.field, issues=issues, raw=raw),
+    )
+
+
+def _event(item: InboxItem, sequence: int, parts: _Parts) -> NormalizedEvent:
+    return NormalizedEvent(
+        event_id=parts.event_id,
+        tenant_id=item.tenant_id,
+        category=parts.category,
+        type=parts.type,
         conversation_id=item.conversation_id,
         sequence=sequence,
-        occurred_at=occurred,
+        occurred_at=parts.occurred_at,
         received_at=item.received_at,
+        delivery_id=item.delivery_id,
         business=Business(
             waba_id=item.waba_id,
             phone_number_id=item.phone_number_id,
             display_phone_number=item.display_phone_number,
         ),
-        customer=_customer(item),
-        delivery_id=item.delivery_id,
-        data=item.item,
+        customer=parts.customer,
+        group_id=parts.group_id,
+        reply_to=parts.reply_to,
+        forwarded=parts.forwarded,
+        referral=parts.referral,
+        data=parts.data,
     )
+
+
+def normalize(item: InboxItem, sequence: int) -> NormalizedEvent:
+    """The normalized event of an inbox item, with its conversation sequence number.
+
+    Never raises for any item content: what does not fit becomes category `unsupported`.
+    """
+    try:
+        return _event(item, sequence, HANDLERS[item.kind](item))
+    except ValidationError as exc:
+        return _event(item, sequence, _unsupported(item, exc))

@@ -1,4 +1,4 @@
-"""The CLI: `python -m cluster run | events tail | send-test`."""
+"""The CLI: `python -m cluster run | events tail | send-test | schema export|check`."""
 
 from __future__ import annotations
 
@@ -40,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     send = sub.add_parser("send-test", help="POST a signed sample webhook to the service")
     send.add_argument("--url", default=None, help="default: http://WA_HOST:WA_PORT/webhook")
     send.add_argument("--file", default=None, help="a webhook body to sign and send")
+    schema = sub.add_parser("schema", help="the published event JSON Schema")
+    schema.add_argument("action", choices=["export", "check"], help="write it, or verify it")
     args = parser.parse_args(argv)
+    if args.command == "schema":  # needs no settings: generated from the models alone
+        from cluster.schema import schema_command
+
+        return schema_command(args.action)
 
     try:
         settings = Settings()

@@ -69,32 +69,53 @@ def customer_of(kind: ItemKind, item: Any) -> str | None:
     return None
 
 
-def _contact_for(contacts: Any, item: Any) -> dict[str, Any] | None:
-    """The `contacts[]` object that describes the sender of a message."""
+def _contact_for(kind: ItemKind, contacts: Any, item: Any) -> dict[str, Any] | None:
+    """The `contacts[]` object that describes the sender of a message or the recipient of
+    a status (matched on wa_id / user_id; "" is Meta's empty id and matches nothing)."""
     if not isinstance(contacts, list) or not isinstance(item, dict):
         return None
-    sender = {item.get("from"), item.get("from_user_id")} - {None}
+    keys = ("from", "from_user_id") if kind == "message" else ("recipient_id", "recipient_user_id")
+    ids = {item.get(key) for key in keys} - {None, ""}
     candidates = [c for c in contacts if isinstance(c, dict)]
     for contact in candidates:
-        if {contact.get("wa_id"), contact.get("user_id")} & sender:
+        if {contact.get("wa_id"), contact.get("user_id")} & ids:
             return contact
-    return candidates[0] if len(candidates) == 1 else None
+    if kind == "message" and len(candidates) == 1:
+        return candidates[0]
+    return None
+
+
+def _field_of(entry: dict[str, Any], change: dict[str, Any]) -> str | None:
+    """The change's `field`. Quirk: some of Meta's documented payloads put it on the entry,
+    or inside `value`, instead of on the change."""
+    value = change.get("value")
+    for holder in (change, entry, value if isinstance(value, dict) else {}):
+        field = holder.get("field")
+        if isinstance(field, str) and field:
+            return field
+    return None
 
 
 def validate_envelope(body: Any) -> list[Any]:
-    """Return the `entry` list of a WhatsApp webhook body, or raise EnvelopeError."""
+    """Return the `entry` list of a WhatsApp webhook body, or raise EnvelopeError.
+
+    Quirk: Meta's documented payloads sometimes omit `object` or put it on the entry; a
+    body without it is accepted when its shape is a WhatsApp one, while an `object` that
+    names another product (page, instagram, ...) is rejected.
+    """
     if not isinstance(body, dict):
         raise EnvelopeError("body must be a JSON object")
-    if body.get("object") != WHATSAPP_OBJECT:
-        raise EnvelopeError(f"'object' must be {WHATSAPP_OBJECT!r}")
     entries = body.get("entry")
     if not isinstance(entries, list) or not entries:
         raise EnvelopeError("'entry' must be a non-empty list")
+    objects = {body.get("object")} | {e.get("object") for e in entries if isinstance(e, dict)}
+    if objects - {None, WHATSAPP_OBJECT}:
+        raise EnvelopeError(f"'object' must be {WHATSAPP_OBJECT!r}")
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
             raise EnvelopeError("every entry must be an object with a 'changes' list")
         for change in entry["changes"]:
-            if not isinstance(change, dict) or not isinstance(change.get("field"), str):
+            if not isinstance(change, dict) or _field_of(entry, change) is None:
                 raise EnvelopeError("every change must be an object with a string 'field'")
     return entries
 
@@ -107,7 +128,7 @@ def split_delivery(
     for e_idx, entry in enumerate(validate_envelope(body)):
         waba_id = _str_or_none(entry.get("id"))
         for c_idx, change in enumerate(entry["changes"]):
-            field: str = change["field"]
+            field = _field_of(entry, change) or ""
             value = change.get("value")
             metadata = value.get("metadata") if isinstance(value, dict) else None
             metadata = metadata if isinstance(metadata, dict) else {}
@@ -116,7 +137,25 @@ def split_delivery(
             if tenant_id is None:
                 raise UnknownNumberError("the business number is not configured for any tenant")
 
-            def add(kind: ItemKind, i_idx: int, raw: Any, contact: dict[str, Any] | None) -> None:
+            # (kind, index, raw item, contact) for every item of the change, in order;
+            # a change with no message/status/error list is one `field` item.
+            found: list[tuple[ItemKind, int, Any, dict[str, Any] | None]] = []
+            if isinstance(value, dict):
+                for list_name, kind in _LISTS:
+                    listed = value.get(list_name)
+                    if not isinstance(listed, list):
+                        continue
+                    for i_idx, raw in enumerate(listed):
+                        contact = (
+                            _contact_for(kind, value.get("contacts"), raw)
+                            if kind in ("message", "status")
+                            else None
+                        )
+                        found.append((kind, i_idx, raw, contact))
+            if not found:
+                found.append(("field", 0, value, None))
+            display = _str_or_none(metadata.get("display_phone_number"))
+            for kind, i_idx, raw, contact in found:
                 key = conversation_key(tenant_id, phone_number_id, customer_of(kind, raw))
                 items.append(
                     InboxItem(
@@ -128,7 +167,7 @@ def split_delivery(
                         position=(e_idx, c_idx, i_idx),
                         waba_id=waba_id,
                         phone_number_id=phone_number_id,
-                        display_phone_number=_str_or_none(metadata.get("display_phone_number")),
+                        display_phone_number=display,
                         conversation_key=key,
                         conversation_id=conversation_id(key),
                         partition=partition_of(key, ctx.partitions),
@@ -136,19 +175,4 @@ def split_delivery(
                         item=raw,
                     )
                 )
-
-            found = False
-            if isinstance(value, dict):
-                for list_name, kind in _LISTS:
-                    listed = value.get(list_name)
-                    if not isinstance(listed, list):
-                        continue
-                    for i_idx, raw in enumerate(listed):
-                        found = True
-                        contact = (
-                            _contact_for(value.get("contacts"), raw) if kind == "message" else None
-                        )
-                        add(kind, i_idx, raw, contact)
-            if not found:
-                add("field", 0, value, None)
     return items

@@ -1,11 +1,19 @@
-"""The normalized event the service publishes: frozen, versioned, one per webhook item."""
+"""The normalized event the service publishes: frozen, versioned, one per webhook item.
+
+Schema v1. `data` is typed per event and tagged by `data.kind`; the JSON Schema is
+exported to `docs/events/v1.schema.json` (`python -m cluster schema export`).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from models.event_message import ErrorInfo, MessageData
+from models.event_status import StatusData
+from models.meta.fields import FieldEventData
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -23,11 +31,101 @@ class Business(_Frozen):
 
 
 class Customer(_Frozen):
-    """The customer side of the conversation, as far as Meta told us."""
+    """The customer side of the conversation, as far as Meta told us.
+
+    `phone_e164` (e.g. "+16505551234"), `country_code` (the calling code, e.g. 1) and
+    `region` (ISO 3166-1 alpha-2, e.g. "US") are derived from `wa_id` offline; for a
+    username-only customer `region` is the country Meta reported in the profile, if any.
+    """
 
     wa_id: str | None = None
     user_id: str | None = None
+    username: str | None = None
     name: str | None = None
+    phone_e164: str | None = None
+    country_code: int | None = None
+    region: str | None = None
+
+
+class ReferredProduct(_Frozen):
+    """The catalog item a "message business about this product" enquiry names."""
+
+    catalog_id: str
+    product_retailer_id: str
+
+
+class ReplyTo(_Frozen):
+    """The message this one answers (a reply, a button tap, a product enquiry)."""
+
+    message_id: str | None = None
+    sender: str | None = None
+    referred_product: ReferredProduct | None = None
+
+
+class Forwarded(_Frozen):
+    """The message was forwarded (`frequently`: forwarded more than five times)."""
+
+    frequently: bool = False
+
+
+class Referral(_Frozen):
+    """The ad or post the customer came from (click-to-WhatsApp); `ctwa_clid` is the click."""
+
+    source_type: str | None = None
+    source_id: str | None = None
+    source_url: str | None = None
+    headline: str | None = None
+    body: str | None = None
+    media_type: str | None = None
+    image_url: str | None = None
+    video_url: str | None = None
+    thumbnail_url: str | None = None
+    ctwa_clid: str | None = None
+    welcome_message: str | None = None
+
+
+class ErrorEventData(_Frozen):
+    """A value-level error: Meta could not deliver something to us (category `error`)."""
+
+    kind: Literal["error"] = "error"
+    error: ErrorInfo
+
+
+class ValidationIssue(_Frozen):
+    """One reason an item did not fit its model."""
+
+    loc: str
+    msg: str
+    type: str
+
+
+class UnsupportedData(_Frozen):
+    """An item that did not fit its model (category `unsupported`): nothing is dropped.
+
+    `item_kind`/`field` say what it claimed to be, `issues` why it did not fit, `raw` is
+    the item exactly as Meta sent it.
+    """
+
+    kind: Literal["unsupported"] = "unsupported"
+    item_kind: str
+    field: str
+    issues: list[ValidationIssue]
+    raw: Any
+
+
+class UnknownFieldData(_Frozen):
+    """A webhook field this schema does not know yet; `raw` is the whole change value."""
+
+    kind: Literal["unknown_field"] = "unknown_field"
+    field: str
+    raw: Any
+
+
+EventData = Annotated[
+    MessageData | StatusData | ErrorEventData | UnsupportedData | UnknownFieldData | FieldEventData,
+    Field(discriminator="kind"),
+]
+"""Every `data` shape of schema v1, tagged by `kind`."""
 
 
 class NormalizedEvent(_Frozen):
@@ -46,10 +144,14 @@ class NormalizedEvent(_Frozen):
     sequence: int = Field(ge=1)
     occurred_at: datetime | None
     received_at: datetime
+    delivery_id: str
     business: Business
     customer: Customer | None = None
-    delivery_id: str
-    data: Any
+    group_id: str | None = None
+    reply_to: ReplyTo | None = None
+    forwarded: Forwarded | None = None
+    referral: Referral | None = None
+    data: EventData
 
     @property
     def routing_key(self) -> str:

@@ -1,0 +1,1 @@
+"""Meta's WhatsApp webhook contract, typed: messages, statuses, errors and every field."""
