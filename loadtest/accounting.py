@@ -1,0 +1,187 @@
+"""Matching what was sent with what was published: loss, duplicates, order, latency.
+
+Definitions (the report and docs/benchmarks.md use exactly these):
+
+- A *tracking key* identifies one webhook item: the wamid for a message,
+  `<wamid>:<status>` for a status (both are the service's `event_id`), and
+  `<field>:<message_template_id>` for the template field events the generator sends.
+- *Attempted copies* of a key: how many POST attempts carried it, counting every
+  deliberate duplicate (a re-sent body, an item repeated in a new body) and every retry.
+- *Acked*: at least one POST that carried the key was answered 200.
+- *Lost*: acked, but never published before the grace period ended.
+- *Published duplicates*: publications of a key beyond its first.
+- *Unexpected duplicates*: publications beyond what the senders made inevitable. Without
+  delivery dedup in the service (`expect_dedup=False`) every attempted copy may legitimately
+  be published once, so the allowance is the attempted copies; with dedup it is 1.
+- *Order violation*: an event whose `sequence` is not greater than the last one consumed
+  for its `conversation_id`. An exact re-publication (same conversation, sequence and
+  event id, i.e. a broker redelivery) is counted as `republished`, not as a violation.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadtest.payloads import field_key
+
+
+def tracking_key_of_event(event: dict[str, Any]) -> str:
+    """The tracking key of a published event (the inverse of what the generator sends)."""
+    event_id = str(event.get("event_id", ""))
+    if event.get("category") in ("message", "status"):
+        return event_id
+    template_id = _find(event.get("data"), "message_template_id")
+    if template_id is not None:
+        return field_key(str(event.get("type")), template_id)
+    return f"event:{event_id}"
+
+
+def _find(data: Any, name: str, depth: int = 3) -> Any:
+    """The first value of `name` in nested dicts (the service may wrap the raw value)."""
+    if not isinstance(data, dict) or depth < 0:
+        return None
+    if name in data:
+        return data[name]
+    for value in data.values():
+        found = _find(value, name, depth - 1)
+        if found is not None:
+            return found
+    return None
+
+
+@dataclass(slots=True)
+class OrderTracker:
+    """Per-conversation sequence checks in consume order."""
+
+    last: dict[str, tuple[int, str]] = field(default_factory=dict)
+    violations: int = 0
+    republished: int = 0
+    gaps: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    def observe(self, conversation_id: str, sequence: int, event_id: str) -> bool:
+        """Record one consumed event; False when it breaks the conversation's order."""
+        previous = self.last.get(conversation_id)
+        if previous is None:
+            self.last[conversation_id] = (sequence, event_id)
+            return True
+        last_seq, last_id = previous
+        if sequence == last_seq and event_id == last_id:
+            self.republished += 1
+            return True
+        if sequence <= last_seq:
+            self.violations += 1
+            if len(self.examples) < 10:
+                self.examples.append(
+                    {"conversation_id": conversation_id, "after": last_seq, "got": sequence}
+                )
+            return False
+        if sequence > last_seq + 1:
+            self.gaps += 1
+        self.last[conversation_id] = (sequence, event_id)
+        return True
+
+
+@dataclass(slots=True)
+class LedgerSummary:
+    """The accounting part of the report."""
+
+    items_attempted: int
+    keys_attempted: int
+    keys_acked: int
+    keys_published: int
+    published_events: int
+    deliberate_copies: int
+    lost: int
+    lost_examples: list[str]
+    published_duplicates: int
+    unexpected_duplicates: int
+    published_unacked: int
+    foreign_events: int
+    order_violations: int
+    republished: int
+    sequence_gaps: int
+    published_before_ack: int
+    order_examples: list[dict[str, Any]]
+
+
+class Ledger:
+    """Sent and published items, matched by tracking key."""
+
+    def __init__(self, expect_dedup: bool = False) -> None:
+        self.expect_dedup = expect_dedup
+        self.attempted: Counter[str] = Counter()
+        self.first_ack: dict[str, float] = {}
+        self.published: Counter[str] = Counter()
+        self.first_published: dict[str, float] = {}
+        self.foreign = 0
+        self.order = OrderTracker()
+
+    def record_attempt(self, keys: tuple[str, ...], acked_at: float | None) -> None:
+        """One POST attempt carrying these keys; acked_at is set when it was answered 200."""
+        self.attempted.update(keys)
+        if acked_at is not None:
+            for key in keys:
+                if key not in self.first_ack or acked_at < self.first_ack[key]:
+                    self.first_ack[key] = acked_at
+
+    def record_published(self, event: dict[str, Any], at: float) -> str | None:
+        """One consumed event; returns its key, or None for someone else's event."""
+        key = tracking_key_of_event(event)
+        if key not in self.attempted:
+            self.foreign += 1
+            return None
+        self.published[key] += 1
+        self.first_published.setdefault(key, at)
+        self.order.observe(
+            str(event.get("conversation_id")),
+            int(event.get("sequence", 0)),
+            str(event.get("event_id")),
+        )
+        return key
+
+    def missing(self) -> int:
+        """Acked keys not published yet (what the grace period waits for)."""
+        return sum(1 for key in self.first_ack if key not in self.published)
+
+    def ack_to_published(self) -> dict[str, float]:
+        """Seconds from a key's first 200 to its first publication (negative clamped to 0)."""
+        return {
+            key: max(0.0, self.first_published[key] - acked)
+            for key, acked in self.first_ack.items()
+            if key in self.first_published
+        }
+
+    def summary(self) -> LedgerSummary:
+        """Every count defined in the module docstring."""
+        lost = [key for key in self.first_ack if key not in self.published]
+        allowance = {
+            key: 1 if self.expect_dedup else copies for key, copies in self.attempted.items()
+        }
+        return LedgerSummary(
+            items_attempted=sum(self.attempted.values()),
+            keys_attempted=len(self.attempted),
+            keys_acked=len(self.first_ack),
+            keys_published=len(self.published),
+            published_events=sum(self.published.values()),
+            deliberate_copies=sum(c - 1 for c in self.attempted.values()),
+            lost=len(lost),
+            lost_examples=sorted(lost)[:10],
+            published_duplicates=sum(c - 1 for c in self.published.values()),
+            unexpected_duplicates=sum(
+                max(0, c - allowance[key]) for key, c in self.published.items()
+            ),
+            published_unacked=sum(1 for key in self.published if key not in self.first_ack),
+            foreign_events=self.foreign,
+            order_violations=self.order.violations,
+            republished=self.order.republished,
+            sequence_gaps=self.order.gaps,
+            published_before_ack=sum(
+                1
+                for key, acked in self.first_ack.items()
+                if key in self.first_published and self.first_published[key] < acked
+            ),
+            order_examples=list(self.order.examples),
+        )

@@ -1,0 +1,105 @@
+"""Graph API errors and usage headers, shaped as Meta documents them.
+
+Every error body is `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`
+(plus `error_data`/`is_transient` where Meta sends them). Usage is reported in
+`X-Business-Use-Case-Usage`: a JSON object keyed by business id, each a list of
+`{type, call_count, total_cputime, total_time, estimated_time_to_regain_access}` with the
+counts in percent of the allowance and the wait in minutes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import orjson
+from fastapi.responses import JSONResponse
+
+
+@dataclass(frozen=True, slots=True)
+class GraphError:
+    """One documented Graph API error."""
+
+    http_status: int
+    code: int
+    type: str
+    message: str
+    subcode: int | None = None
+    transient: bool = False
+
+
+MISSING_TOKEN = GraphError(
+    400, 2500, "OAuthException", "An active access token must be used to query information."
+)
+INVALID_TOKEN = GraphError(
+    401, 190, "OAuthException", "Invalid OAuth access token - Cannot parse access token"
+)
+NO_SUCH_OBJECT = GraphError(
+    400,
+    100,
+    "GraphMethodException",
+    "Unsupported get request. Object with ID does not exist, cannot be loaded due to "
+    "missing permissions, or does not support this operation.",
+    subcode=33,
+)
+EXPIRED_URL = GraphError(404, 100, "OAuthException", "The media URL has expired.", subcode=2494100)
+APP_RATE_LIMIT = GraphError(
+    429, 4, "OAuthException", "(#4) Application request limit reached", transient=True
+)
+WABA_RATE_LIMIT = GraphError(
+    429, 80007, "OAuthException", "(#80007) Rate limit issues", transient=True
+)
+THROUGHPUT_LIMIT = GraphError(
+    429, 130429, "OAuthException", "(#130429) Rate limit hit", subcode=2494055, transient=True
+)
+SERVICE_UNAVAILABLE = GraphError(
+    503, 2, "OAuthException", "(#2) Service temporarily unavailable", transient=True
+)
+
+BY_CODE: dict[int, GraphError] = {
+    e.code: e
+    for e in (
+        INVALID_TOKEN,
+        MISSING_TOKEN,
+        NO_SUCH_OBJECT,
+        APP_RATE_LIMIT,
+        WABA_RATE_LIMIT,
+        THROUGHPUT_LIMIT,
+        SERVICE_UNAVAILABLE,
+    )
+}
+
+
+def fbtrace_id() -> str:
+    """An opaque request id like Meta's."""
+    return secrets.token_urlsafe(20)[:27]
+
+
+def error_response(error: GraphError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON error response for `error`."""
+    body: dict[str, object] = {
+        "message": error.message,
+        "type": error.type,
+        "code": error.code,
+        "fbtrace_id": fbtrace_id(),
+    }
+    if error.subcode is not None:
+        body["error_subcode"] = error.subcode
+    if error.transient:
+        body["is_transient"] = True
+    if error.code in (130429, 80007):
+        body["error_data"] = {"messaging_product": "whatsapp", "details": error.message}
+    return JSONResponse({"error": body}, status_code=error.http_status, headers=headers)
+
+
+def usage_header(business_id: str, used: int, limit: int, regain_minutes: int) -> str:
+    """The `X-Business-Use-Case-Usage` value for `used` of `limit` calls in the window."""
+    pct = 0 if limit <= 0 else min(100, round(100 * used / limit))
+    entry = {
+        "type": "whatsapp_business_management",
+        "call_count": pct,
+        "total_cputime": max(1, pct // 4),
+        "total_time": max(1, pct // 3),
+        "estimated_time_to_regain_access": regain_minutes,
+    }
+    return orjson.dumps({business_id: [entry]}).decode()

@@ -1,0 +1,210 @@
+"""The open-loop harness: send at a fixed arrival rate, consume what is published, account.
+
+Open loop: delivery i is due at start + i/rate whatever happened to earlier ones, and its
+ack latency is measured from that due time, so a slow server shows up as latency (and as
+requests queued in the client), never as a politely lower offered rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+import httpx
+
+from loadtest.accounting import Ledger
+from loadtest.consumers import EventSource
+from loadtest.sender import Attempt, MetaSender, RetryPolicy, SendResult
+from loadtest.stats import Series, summarize
+from loadtest.traffic import Delivery, TrafficGenerator
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """How hard, how long, and how patient."""
+
+    url: str
+    rate: float
+    duration_s: float
+    connections: int = 256
+    timeout_s: float = 10.0
+    grace_s: float = 30.0
+    max_inflight: int = 20_000
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    expect_dedup: bool = False
+    progress: bool = True
+
+
+@dataclass(slots=True)
+class RunState:
+    """Everything measured while the run goes on."""
+
+    ledger: Ledger
+    started: float = 0.0
+    scheduled: int = 0
+    skipped_overload: int = 0
+    attempts: int = 0
+    acked: int = 0
+    failed: int = 0
+    inflight: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    send_lag: Series = field(default_factory=Series)
+    ack_latency: Series = field(default_factory=Series)
+    ack_to_pub: Series = field(default_factory=Series)
+    offered: Series = field(default_factory=Series)
+    acks: Series = field(default_factory=Series)
+    published: Series = field(default_factory=Series)
+
+
+def _on_attempt(state: RunState, result: SendResult, attempt: Attempt) -> None:
+    state.attempts += 1
+    if attempt.outcome != "200":
+        state.outcomes[attempt.outcome] += 1
+    acked_at = attempt.started + attempt.seconds if attempt.outcome == "200" else None
+    state.ledger.record_attempt(result.delivery.keys, acked_at)
+    if acked_at is not None:
+        state.acked += 1
+        state.ack_latency.add(acked_at - state.started, acked_at - result.scheduled)
+        state.acks.add(acked_at - state.started)
+
+
+def make_event_hook(state: RunState) -> Any:
+    """The consumer callback: account the event, record its ack→published latency."""
+
+    def on_event(event: dict[str, Any], at: float) -> None:
+        key = state.ledger.record_published(event, at)
+        if key is None:
+            return
+        state.published.add(at - state.started)
+        acked = state.ledger.first_ack.get(key)
+        if acked is not None and state.ledger.published[key] == 1:
+            state.ack_to_pub.add(at - state.started, max(0.0, at - acked))
+
+    return on_event
+
+
+async def _progress(state: RunState, cfg: RunConfig, out: TextIO) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        elapsed = time.perf_counter() - state.started
+        errors = sum(state.outcomes.values())
+        line = (
+            f"t={elapsed:5.1f}s offered={state.scheduled} acked={state.acked} "
+            f"inflight={state.inflight} errors={errors} "
+            f"published={sum(state.ledger.published.values())} "
+            f"missing={state.ledger.missing()}"
+        )
+        out.write(("\r" if out.isatty() else "") + line + ("" if out.isatty() else "\n"))
+        out.flush()
+
+
+async def run_load(
+    cfg: RunConfig,
+    generator: TrafficGenerator,
+    source: EventSource,
+    out: TextIO = sys.stderr,
+) -> tuple[RunState, dict[str, Any]]:
+    """Run one test; returns the raw state and the report's measurement section."""
+    total = int(cfg.rate * cfg.duration_s)
+    deliveries: list[Delivery] = [generator.next_delivery() for _ in range(total)]
+    state = RunState(ledger=Ledger(expect_dedup=cfg.expect_dedup))
+    await source.start(make_event_hook(state))
+    limits = httpx.Limits(
+        max_connections=cfg.connections, max_keepalive_connections=cfg.connections
+    )
+    tasks: set[asyncio.Task[SendResult]] = set()
+    progress: asyncio.Task[None] | None = None
+    async with httpx.AsyncClient(limits=limits, timeout=cfg.timeout_s) as client:
+        sender = MetaSender(client, cfg.url, cfg.retry)
+        state.started = time.perf_counter()
+        if cfg.progress:
+            progress = asyncio.create_task(_progress(state, cfg, out))
+
+        def done(task: asyncio.Task[SendResult]) -> None:
+            tasks.discard(task)
+            state.inflight -= 1
+            if not task.cancelled() and task.exception() is None and not task.result().acked:
+                state.failed += 1
+
+        for i, delivery in enumerate(deliveries):
+            due = state.started + i / cfg.rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            state.scheduled += 1
+            state.offered.add(due - state.started)
+            if state.inflight >= cfg.max_inflight:
+                state.skipped_overload += 1  # the client, not the server, is the limit
+                continue
+            state.send_lag.add(due - state.started, max(0.0, time.perf_counter() - due))
+            task = asyncio.create_task(
+                sender.send(delivery, due, lambda r, a: _on_attempt(state, r, a))
+            )
+            state.inflight += 1
+            tasks.add(task)
+            task.add_done_callback(done)
+        send_window = time.perf_counter() - state.started
+        if tasks:
+            await asyncio.wait(set(tasks))
+        last_ack = time.perf_counter() - state.started
+        deadline = time.perf_counter() + cfg.grace_s
+        while state.ledger.missing() and time.perf_counter() < deadline:  # noqa: ASYNC110 -- polls a counter the consumer callback updates
+            await asyncio.sleep(0.05)
+        # A little longer, so late duplicates are seen too.
+        await asyncio.sleep(min(1.0, max(0.0, deadline - time.perf_counter())))
+        if progress is not None:
+            progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress
+            out.write("\n")
+    await source.stop()
+    return state, measurements(cfg, state, send_window, last_ack, generator)
+
+
+def measurements(
+    cfg: RunConfig,
+    state: RunState,
+    send_window: float,
+    last_ack: float,
+    generator: TrafficGenerator,
+) -> dict[str, Any]:
+    """The report's numbers (JSON-ready)."""
+    summary = state.ledger.summary()
+    ack_values = [v for b in state.ack_latency.buckets.values() for v in b]
+    seconds = max(int(cfg.duration_s) + 1, state.acks.span, state.published.span)
+    return {
+        "rates": {
+            "offered_rps": round(state.scheduled / cfg.duration_s, 1),
+            "sent_rps": round((state.scheduled - state.skipped_overload) / send_window, 1),
+            "achieved_rps": round(state.acked / max(last_ack, 1e-9), 1),
+            "published_eps": round(summary.published_events / max(state.published.span, 1), 1),
+        },
+        "requests": {
+            "scheduled": state.scheduled,
+            "skipped_client_overload": state.skipped_overload,
+            "attempts": state.attempts,
+            "acked": state.acked,
+            "failed_after_retries": state.failed,
+            "errors_by_status": dict(state.outcomes),
+            "send_lag_ms": summarize(v for b in state.send_lag.buckets.values() for v in b),
+        },
+        "ack_latency_ms": summarize(ack_values),
+        "ack_to_published_ms": summarize(state.ledger.ack_to_published().values()),
+        "events": asdict(summary),
+        "traffic": asdict(generator.stats),
+        "series": {
+            "second": list(range(seconds)),
+            "offered": state.offered.counts(seconds),
+            "acked": state.acks.counts(seconds),
+            "published": state.published.counts(seconds),
+            "ack_p50_ms": state.ack_latency.quantile(seconds, 50),
+            "ack_p99_ms": state.ack_latency.quantile(seconds, 99),
+            "pub_p50_ms": state.ack_to_pub.quantile(seconds, 50),
+            "pub_p99_ms": state.ack_to_pub.quantile(seconds, 99),
+        },
+    }

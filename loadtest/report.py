@@ -1,0 +1,88 @@
+"""The run's report: one JSON document and one PNG with latency and throughput over time."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def _clean(value: Any) -> Any:
+    """NaN is not JSON: empty percentiles are written as null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    """Write the report as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(_clean(report), option=orjson.OPT_INDENT_2))
+
+
+def write_png(report: dict[str, Any], path: Path) -> None:
+    """Latency over time (ack p50/p99, ack→published p50/p99) above throughput over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render straight to a file
+    import matplotlib.pyplot as plt
+
+    series = report["series"]
+    seconds = series["second"]
+
+    def points(name: str) -> list[float]:
+        return [math.nan if v is None else v for v in series[name]]
+
+    fig, (lat, thr) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    lat.plot(seconds, points("ack_p50_ms"), label="ack p50")
+    lat.plot(seconds, points("ack_p99_ms"), label="ack p99")
+    lat.plot(seconds, points("pub_p50_ms"), label="ack→published p50", linestyle="--")
+    lat.plot(seconds, points("pub_p99_ms"), label="ack→published p99", linestyle="--")
+    lat.set_ylabel("latency (ms)")
+    lat.set_yscale("symlog", linthresh=1.0)
+    lat.legend(loc="upper left")
+    lat.grid(True, alpha=0.3)
+    thr.plot(seconds, series["offered"], label="offered req/s")
+    thr.plot(seconds, series["acked"], label="acked req/s")
+    thr.plot(seconds, series["published"], label="published events/s")
+    thr.set_ylabel("per second")
+    thr.set_xlabel("seconds since start")
+    thr.legend(loc="upper left")
+    thr.grid(True, alpha=0.3)
+    cfg = report.get("config", {})
+    fig.suptitle(
+        f"{cfg.get('url', '')} — {cfg.get('rate', '?')} req/s for {cfg.get('duration_s', '?')} s,"
+        f" batch {cfg.get('batch', '?')}"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def verdict(report: dict[str, Any]) -> list[str]:
+    """Human-readable summary lines for the terminal."""
+    r, ev = report["rates"], report["events"]
+    ack, pub = report["ack_latency_ms"], report["ack_to_published_ms"]
+    errors = report["requests"]["errors_by_status"]
+
+    def fmt(d: dict[str, Any]) -> str:
+        return " ".join(f"{k}={d[k]}" for k in ("p50", "p90", "p99", "p99.9", "max"))
+
+    return [
+        f"offered {r['offered_rps']} req/s, sent {r['sent_rps']}, achieved {r['achieved_rps']}"
+        f" req/s; published {r['published_eps']} events/s",
+        f"ack latency ms: {fmt(ack)}",
+        f"ack→published ms: {fmt(pub)}",
+        f"errors by status: {errors or 'none'}",
+        f"events: acked {ev['keys_acked']} published {ev['keys_published']} lost {ev['lost']}"
+        f" | published duplicates {ev['published_duplicates']}"
+        f" unexpected {ev['unexpected_duplicates']}"
+        f" | order violations {ev['order_violations']}",
+    ]

@@ -1,0 +1,184 @@
+"""`python -m loadtest run`: one open-loop test against a URL, with JSON and PNG reports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from loadtest.consumers import EventSource, OutboxSource, RabbitSource
+from loadtest.harness import RunConfig, run_load
+from loadtest.report import verdict, write_json, write_png
+from loadtest.sender import RetryPolicy
+from loadtest.tenants import DEV_APP_SECRET, SimTenant, generate_tenants, load_tenants_file
+from loadtest.traffic import TrafficGenerator
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `run` (also used by `bench` for its open-loop phase)."""
+    parser.add_argument("--url", default="http://127.0.0.1:8000/webhook")
+    parser.add_argument("--rate", type=float, default=100.0, help="POSTs per second (open loop)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending")
+    parser.add_argument("--tenants", type=int, default=2, help="generated tenants")
+    parser.add_argument(
+        "--tenants-file",
+        type=Path,
+        default=None,
+        help="the service's WA_TENANTS_FILE: sign with its secrets",
+    )
+    parser.add_argument(
+        "--app-secret",
+        default=DEV_APP_SECRET,
+        help="secret of generated tenants (the service's WA_APP_SECRET)",
+    )
+    parser.add_argument("--conversations", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=1, help="items per POST")
+    parser.add_argument("--dup-rate", type=float, default=0.0, help="share of duplicate POSTs")
+    parser.add_argument(
+        "--reorder-rate",
+        type=float,
+        default=0.0,
+        help="share of outbound messages whose statuses arrive swapped",
+    )
+    parser.add_argument(
+        "--field-rate",
+        type=float,
+        default=0.0,
+        help="share of items that are template/account field events",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="0: a fresh random run")
+    parser.add_argument("--connections", type=int, default=256)
+    parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--max-attempts", type=int, default=4, help="Meta-style retries")
+    parser.add_argument("--retry-base", type=float, default=0.5, help="first retry delay (s)")
+    parser.add_argument(
+        "--grace", type=float, default=30.0, help="seconds to wait for acked events to be published"
+    )
+    parser.add_argument("--amqp-url", default=None, help="consume from RabbitMQ")
+    parser.add_argument("--exchange", default="whatsapp.events")
+    parser.add_argument(
+        "--bind", action="append", default=None, help="binding key(s), default '#'; e.g. 'acme.#'"
+    )
+    parser.add_argument(
+        "--outbox",
+        type=Path,
+        default=Path("var/outbox.db"),
+        help="the embedded outbox to tail when no --amqp-url",
+    )
+    parser.add_argument(
+        "--expect-dedup",
+        action="store_true",
+        help="the service deduplicates: any re-publication is unexpected",
+    )
+    parser.add_argument(
+        "--metrics-url",
+        default=None,
+        help="Prometheus endpoint to snapshot (default: <url origin>/metrics)",
+    )
+    parser.add_argument("--report-dir", type=Path, default=Path("var/loadtest"))
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def sim_tenants(args: argparse.Namespace) -> list[SimTenant]:
+    """The tenants to sign for: the service's file, else generated with one secret."""
+    if args.tenants_file is not None:
+        return load_tenants_file(args.tenants_file)
+    return generate_tenants(args.tenants, seed=args.seed, shared_secret=args.app_secret)
+
+
+def event_source(args: argparse.Namespace) -> EventSource:
+    """RabbitMQ when --amqp-url is given, else the embedded outbox."""
+    if args.amqp_url:
+        return RabbitSource(args.amqp_url, args.exchange, tuple(args.bind or ["#"]))
+    return OutboxSource(args.outbox)
+
+
+def metrics_snapshot(url: str, limit: int = 400) -> dict[str, Any]:
+    """The service's Prometheus samples (not comments), or why there are none."""
+    try:
+        response = httpx.get(url, timeout=5)
+    except httpx.HTTPError as exc:
+        return {"url": url, "error": type(exc).__name__}
+    if response.status_code != 200:
+        return {"url": url, "error": f"HTTP {response.status_code}"}
+    samples = [line for line in response.text.splitlines() if line and not line.startswith("#")]
+    return {"url": url, "samples": samples[:limit], "truncated": len(samples) > limit}
+
+
+async def run_test(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one test as the flags say and return the full report."""
+    tenants = sim_tenants(args)
+    generator = TrafficGenerator(
+        tenants,
+        args.conversations,
+        batch=args.batch,
+        dup_rate=args.dup_rate,
+        reorder_rate=args.reorder_rate,
+        field_rate=args.field_rate,
+        seed=args.seed,
+    )
+    cfg = RunConfig(
+        url=args.url,
+        rate=args.rate,
+        duration_s=args.duration,
+        connections=args.connections,
+        timeout_s=args.timeout,
+        grace_s=args.grace,
+        expect_dedup=args.expect_dedup,
+        retry=RetryPolicy(max_attempts=args.max_attempts, base_s=args.retry_base),
+        progress=not args.no_progress,
+    )
+    started = time.time()
+    _state, measured = await run_load(cfg, generator, event_source(args))
+    origin = urlsplit(args.url)
+    metrics_url = args.metrics_url or f"{origin.scheme}://{origin.netloc}/metrics"
+    config = {k: v for k, v in asdict(cfg).items() if k != "retry"}
+    config.update(
+        retry=asdict(cfg.retry),
+        batch=args.batch,
+        tenants=[t.id for t in tenants],
+        conversations=args.conversations,
+        dup_rate=args.dup_rate,
+        reorder_rate=args.reorder_rate,
+        field_rate=args.field_rate,
+        consumer=f"rabbitmq:{args.exchange}" if args.amqp_url else f"outbox:{args.outbox}",
+    )
+    return {
+        "started_at": started,
+        "config": config,
+        **measured,
+        "metrics": metrics_snapshot(metrics_url),
+    }
+
+
+def finish(report: dict[str, Any], report_dir: Path, name: str = "report") -> int:
+    """Write the reports, print the verdict; exit 1 on loss, order breaks or surprises."""
+    write_json(report, report_dir / f"{name}.json")
+    write_png(report, report_dir / f"{name}.png")
+    for line in verdict(report):
+        print(line)
+    print(f"reports: {report_dir / (name + '.json')} {report_dir / (name + '.png')}")
+    ev = report["events"]
+    bad = ev["lost"] or ev["order_violations"] or ev["unexpected_duplicates"]
+    return 1 if bad else 0
+
+
+def main_run(args: argparse.Namespace) -> int:
+    """Entry point of `python -m loadtest run`."""
+    import asyncio
+
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        report = runner.run(run_test(args))
+    return finish(report, args.report_dir)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use: python -m loadtest run ...")
