@@ -31,9 +31,7 @@ class OutboxPublisher:
 
     async def publish(self, events: Sequence[NormalizedEvent]) -> None:
         """Append the events in order, in one transaction."""
-        rows = [
-            (e.routing_key, orjson.dumps(event_headers(e)), dump_event(e)) for e in events
-        ]
+        rows = [(e.routing_key, orjson.dumps(event_headers(e)), dump_event(e)) for e in events]
 
         def write(conn: sqlite3.Connection) -> None:
             with conn:

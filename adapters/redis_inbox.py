@@ -29,6 +29,9 @@ class RedisInbox:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
         self._prefix = prefix
         self._groups: set[int] = set()
+        # Per partition: where the re-read of this consumer's pending entries has got to,
+        # or absent once they are all re-read and only new entries (">") are left.
+        self._pending_from: dict[int, str] = {}
         self._pending_done: set[int] = set()
 
     def stream(self, partition: int) -> str:
@@ -69,13 +72,15 @@ class RedisInbox:
         try:
             await self._ensure_group(partition)
             if partition not in self._pending_done:
-                reply = await self._redis.xreadgroup(GROUP, consumer, {key: "0"}, count=count)
-                await self._ack_deleted(key, reply)
-                stored = self._decode(reply, redelivered=True)
-                if stored:
-                    return stored
-                if not any(entries for _, entries in reply or []):
-                    self._pending_done.add(partition)
+                start = self._pending_from.get(partition, "0")
+                reply = await self._redis.xreadgroup(GROUP, consumer, {key: start}, count=count)
+                entries = [e for _, batch in reply or [] for e in batch]
+                if entries:
+                    last = entries[-1][0]
+                    self._pending_from[partition] = last.decode() if isinstance(last, bytes) else last
+                    await self._ack_deleted(key, reply)
+                    return self._decode(reply, redelivered=True)
+                self._pending_done.add(partition)
             reply = await self._redis.xreadgroup(
                 GROUP, consumer, {key: ">"}, count=count, block=block_ms
             )
@@ -149,4 +154,3 @@ class RedisInbox:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._redis.aclose()
-

@@ -112,7 +112,9 @@ class SqliteInbox:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                query = f"SELECT conversation_id, seq FROM sequences WHERE conversation_id IN ({marks})"  # noqa: S608 -- only '?' placeholders are interpolated
+                query = (
+                    f"SELECT conversation_id, seq FROM sequences WHERE conversation_id IN ({marks})"  # noqa: S608 -- only '?' placeholders are interpolated
+                )
                 found.update(conn.execute(query, chunk).fetchall())
             return found
 

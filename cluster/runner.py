@@ -11,11 +11,11 @@ import contextlib
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import structlog
 
+from cluster import process_tree
 from cluster.settings import Settings
 from cluster.wiring import Wiring
 
@@ -29,43 +29,23 @@ RAY_ENV = {
 log = structlog.get_logger("runner")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clear_stale_run(pidfile: Path) -> None:
-    """End what a previous `make run` left behind (after kill -9), by its process group."""
-    if not pidfile.exists():
-        return
-    try:
-        pgid = int(pidfile.read_text().split()[0])
-    except (ValueError, IndexError):
-        pidfile.unlink(missing_ok=True)
-        return
-    if pgid != os.getpgid(0):
-        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(pgid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.1)
-            else:
-                continue
-            break
-        log.info("cleared_stale_run", pgid=pgid)
+    """End what a previous run left behind (after kill -9): the processes it recorded."""
+    procs = process_tree.load(pidfile)
+    if procs:
+        ended = process_tree.end(procs)
+        if ended:
+            log.info("cleared_stale_run", processes=ended)
     pidfile.unlink(missing_ok=True)
+
+
+def _record_forever(pidfile: Path, stop: threading.Event) -> None:
+    """Keep the pidfile current: Ray starts workers and reloads HAProxy while it runs."""
+    procs: list[process_tree.Proc] = []
+    while True:
+        procs = process_tree.record(pidfile, os.getpid(), procs)
+        if stop.wait(2.0):
+            return
 
 
 def run(settings: Settings) -> None:
@@ -76,10 +56,6 @@ def run(settings: Settings) -> None:
     wiring.data_dir.mkdir(parents=True, exist_ok=True)
     pidfile = wiring.data_dir / "run.pid"
     clear_stale_run(pidfile)
-    # Own process group, so a later run can clean up after a kill -9 of this one.
-    with contextlib.suppress(PermissionError):
-        os.setpgid(0, 0)
-    pidfile.write_text(f"{os.getpgid(0)}\n")
 
     import ray
     from ray import serve
@@ -87,13 +63,15 @@ def run(settings: Settings) -> None:
     from cluster.serve_app import APP_NAME, build_application
 
     stop = threading.Event()
+    recorder_stop = threading.Event()
+    recorder = threading.Thread(
+        target=_record_forever, args=(pidfile, recorder_stop), name="pidfile", daemon=True
+    )
+    recorder.start()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("shutdown_requested", signal=signal.Signals(signum).name)
         stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
 
     started_ray = not ray.is_initialized() and settings.ray_address is None
     ray.init(
@@ -103,6 +81,9 @@ def run(settings: Settings) -> None:
         include_dashboard=False if settings.ray_address is None else None,
         log_to_driver=True,
     )
+    # After ray.init: it installs a SIGTERM handler that exits at once, skipping the drain.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         serve.start(http_options={"host": settings.host, "port": settings.port})
         serve.run(
@@ -117,17 +98,24 @@ def run(settings: Settings) -> None:
             publisher="rabbitmq" if wiring.rabbitmq_url else f"outbox:{wiring.outbox_path}",
             shards=wiring.partitions,
         )
-        print(f"serving on http://{settings.host}:{settings.port}  (Ctrl-C drains and stops)",
-              flush=True)
+        print(
+            f"serving on http://{settings.host}:{settings.port}  (Ctrl-C drains and stops)",
+            flush=True,
+        )
         while not stop.wait(0.5):
             pass
     finally:
         log.info("draining")
         with contextlib.suppress(Exception):
-            serve.delete(APP_NAME)  # replicas finish in-flight requests; shards drain
-        with contextlib.suppress(Exception):
-            serve.shutdown()
+            # Replicas finish in-flight requests; the pool drains its shards (publish and
+            # commit the batch in hand). Serve itself is left to ray.shutdown() below, or
+            # running on a cluster this process joined.
+            serve.delete(APP_NAME)
         if started_ray:
             ray.shutdown()
+        recorder_stop.set()
+        recorder.join()
+        # Whatever this run started and Ray left running (agents, HAProxy) ends here.
+        process_tree.end(process_tree.load(pidfile))
         pidfile.unlink(missing_ok=True)
         log.info("stopped")

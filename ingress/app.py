@@ -109,8 +109,10 @@ def create_app(deps: IngressDeps) -> FastAPI:
     def handshake(
         mode: str | None, token: str | None, challenge: str | None, tenant: str | None
     ) -> Response:
-        tenants = directory.tenants if tenant is None else tuple(
-            t for t in directory.tenants if t.id == tenant
+        tenants = (
+            directory.tenants
+            if tenant is None
+            else tuple(t for t in directory.tenants if t.id == tenant)
         )
         ok = False
         given = (token or "").encode()
@@ -187,7 +189,9 @@ def create_app(deps: IngressDeps) -> FastAPI:
             items=len(items),
             ms=round((time.perf_counter() - started) * 1000, 3),
         )
-        return JSONResponse({"status": "accepted", "delivery_id": ctx.delivery_id, "items": len(items)})
+        return JSONResponse(
+            {"status": "accepted", "delivery_id": ctx.delivery_id, "items": len(items)}
+        )
 
     @app.post("/webhook", summary="Receive a webhook delivery from Meta")
     async def receive(request: Request) -> JSONResponse:

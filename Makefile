@@ -1,0 +1,45 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint typecheck unit services bench schema docker-check clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## run: install, then start the service on its embedded defaults (no RabbitMQ/Redis/S3 needed)
+run: $(STAMP)
+	$(PY) -m cluster run
+
+## services: make sure the servers the tests need (RabbitMQ, Redis) are up
+services:
+	bash .ci/services.sh
+
+## lint: ruff, formatting, mypy strict, import-linter layer contracts
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
+
+## test: install, start the services, lint, run the whole suite
+test: $(STAMP) services lint
+	$(VENV)/bin/pytest
+
+## unit: the fast suites only (no sockets, no Ray)
+unit: $(STAMP)
+	$(VENV)/bin/pytest tests/unit tests/contract -m 'not redis and not rabbitmq'
+
+## bench: the three-way throughput/latency comparison (see docs/benchmarks.md)
+bench: $(STAMP) services
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m loadtest bench
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

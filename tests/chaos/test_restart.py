@@ -1,0 +1,57 @@
+"""Crash and restart of the whole service on its embedded defaults (SQLite inbox + outbox)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters.outbox import read_outbox
+from cluster.settings import DEV_APP_SECRET
+from tests.support.app import signed
+from tests.support.bodies import envelope, messages_value, text_message
+from tests.support.service import free_port, start_service
+
+pytestmark = [pytest.mark.ray]
+
+
+
+def post(url: str, wamid: str) -> int:
+    raw, headers = signed(envelope(("messages", messages_value([text_message(wamid, "16505550009")]))), DEV_APP_SECRET)
+    return httpx.post(f"{url}/webhook", content=raw, headers=headers, timeout=10).status_code
+
+
+def published_ids(data_dir: Path) -> list[tuple[str, int]]:
+    return [(r["event"]["event_id"], r["event"]["sequence"]) for r in read_outbox(data_dir / "outbox.db")]
+
+
+def test_a_second_run_after_kill_9_serves_and_loses_nothing(tmp_path: Path) -> None:
+    """make run, accept, kill -9 the runner, make run again on the same port and data:
+    it starts without manual clean-up and every acknowledged message is published once
+    per conversation sequence."""
+    data_dir = tmp_path / "svc"
+    port = free_port()
+    first = start_service(data_dir, {}, port=port)
+    try:
+        first.wait_ready()
+        assert post(first.url, "wamid.before") == 200
+        first.kill_hard()
+    finally:
+        if first.process.poll() is None:
+            first.cleanup()
+    second = start_service(data_dir, {}, port=port)
+    try:
+        second.wait_ready()
+        assert post(second.url, "wamid.after") == 200
+        import time
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(published_ids(data_dir)) < 2:
+            time.sleep(0.2)
+        ids = published_ids(data_dir)
+        assert {event_id for event_id, _ in ids} == {"wamid.before", "wamid.after"}, second.tail()
+        assert [seq for event_id, seq in ids if event_id == "wamid.after"] == [max(s for _, s in ids)]
+        assert second.terminate() == 0
+    finally:
+        second.cleanup()

@@ -1,0 +1,45 @@
+"""Shared fixtures: real Redis and RabbitMQ with a key prefix / exchange per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+REDIS_URL = os.environ.get("WA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("WA_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A fresh key prefix on the real Redis; its keys are deleted afterwards."""
+    prefix = f"watest:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+async def _delete_exchange(name: str) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(name)
+        await channel.exchange_delete(f"{name}.unrouted")
+        await channel.queue_delete(f"{name}.unrouted")
+
+
+@pytest.fixture
+def exchange_name() -> Iterator[str]:
+    """A fresh exchange name on the real RabbitMQ; it and its unrouted twin are deleted after."""
+    name = f"watest.{uuid.uuid4().hex[:12]}"
+    yield name
+    asyncio.run(_delete_exchange(name))

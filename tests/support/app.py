@@ -1,0 +1,72 @@
+"""Building the ingress app in-process on the embedded adapters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from pydantic import SecretStr
+
+from adapters.sqlite_inbox import SqliteInbox
+from ingress.app import IngressConfig, IngressDeps, create_app
+from ingress.signature import sign
+from models.tenant import Tenant, TenantDirectory
+
+SECRET = "test-app-secret"
+VERIFY = "test-verify-token"
+
+
+def tenant(
+    tenant_id: str = "acme",
+    secrets: tuple[str, ...] = (SECRET,),
+    phone_ids: tuple[str, ...] = (),
+    default: bool = True,
+    verify: str = VERIFY,
+) -> Tenant:
+    """A tenant for tests."""
+    return Tenant(
+        id=tenant_id,
+        app_secrets=tuple(SecretStr(s) for s in secrets),
+        verify_token=SecretStr(verify),
+        phone_number_ids=frozenset(phone_ids),
+        default=default,
+    )
+
+
+def signed(body: Any, secret: str = SECRET) -> tuple[bytes, dict[str, str]]:
+    """Raw bytes and headers of a body signed like Meta does."""
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return raw, {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": sign(secret.encode(), raw),
+    }
+
+
+@asynccontextmanager
+async def ingress_client(
+    tmp_path: Path,
+    tenants: list[Tenant] | None = None,
+    partitions: int = 4,
+    max_body_bytes: int = 4 * 1024 * 1024,
+) -> AsyncIterator[tuple[httpx.AsyncClient, SqliteInbox]]:
+    """An httpx client on create_app() over a SQLite inbox in tmp_path."""
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    deps = IngressDeps(
+        config=IngressConfig(partitions=partitions, max_body_bytes=max_body_bytes),
+        directory=TenantDirectory(tenants or [tenant()]),
+        inbox=inbox,
+    )
+    app = create_app(deps)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client, inbox
+    await inbox.close()
+
+
+async def stored_count(inbox: SqliteInbox, partitions: int = 4) -> int:
+    """Entries in the inbox over all partitions."""
+    return sum([await inbox.backlog(p) for p in range(partitions)])

@@ -1,0 +1,133 @@
+"""The shard's logic on the embedded adapters: order, sequences, retries, redelivery."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from actors.shard import ConversationShard, ShardConfig
+from adapters.errors import TransientError
+from adapters.outbox import OutboxPublisher, read_outbox
+from adapters.sqlite_inbox import SqliteInbox
+from models.event import NormalizedEvent
+from tests.support.events import inbox_item
+
+
+class FlakyPublisher:
+    """A Publisher (the port, not a patch) whose broker refuses the first `failures` calls."""
+
+    def __init__(self, inner: OutboxPublisher, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.calls = 0
+
+    async def publish(self, events: Sequence[NormalizedEvent]) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise TransientError("broker unavailable")
+        await self.inner.publish(events)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def published(path: Path) -> list[tuple[str, int]]:
+    return [(r["event"]["conversation_id"], r["event"]["sequence"]) for r in read_outbox(path)]
+
+
+async def test_sequences_increase_per_conversation_in_append_order(tmp_path: Path) -> None:
+    """Interleaved conversations: each gets 1, 2, 3... in the order its items arrived."""
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    await inbox.append([inbox_item(n, conversation="ab"[n % 2]) for n in range(6)])
+    shard = ConversationShard(ShardConfig(partition=0, batch_size=4, block_ms=10), inbox, outbox)
+    assert await shard.run_once() == 4
+    assert await shard.run_once() == 2
+    assert published(tmp_path / "outbox.db") == [
+        ("a", 1), ("b", 1), ("a", 2), ("b", 2), ("a", 3), ("b", 3)
+    ]
+    assert await inbox.backlog(0) == 0
+    await inbox.close()
+    await outbox.close()
+
+
+async def test_sequences_continue_after_a_restart(tmp_path: Path) -> None:
+    """A new shard process continues each conversation's numbering from the store."""
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    config = ShardConfig(partition=0, block_ms=10)
+    await inbox.append([inbox_item(1), inbox_item(2)])
+    await ConversationShard(config, inbox, outbox).run_once()
+    await inbox.append([inbox_item(3)])
+    fresh_inbox = SqliteInbox(tmp_path / "inbox.db")
+    await ConversationShard(config, fresh_inbox, outbox).run_once()
+    assert [seq for _, seq in published(tmp_path / "outbox.db")] == [1, 2, 3]
+    for closable in (inbox, fresh_inbox, outbox):
+        await closable.close()
+
+
+async def test_a_broker_outage_delays_but_loses_and_reorders_nothing(tmp_path: Path) -> None:
+    """Publish fails twice: the same batch is retried; then published once, then committed."""
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    flaky = FlakyPublisher(outbox, failures=2)
+    shard = ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, flaky)
+    await inbox.append([inbox_item(n) for n in range(1, 4)])
+    for _ in range(2):
+        try:
+            await shard.run_once()
+        except TransientError:
+            pass
+        else:
+            raise AssertionError("the outage should surface to the run loop")
+    assert await inbox.backlog(0) == 3
+    assert await shard.run_once() == 3
+    assert published(tmp_path / "outbox.db") == [("c1", 1), ("c1", 2), ("c1", 3)]
+    assert shard.stats.publish_failures == 2
+    assert await inbox.backlog(0) == 0
+    await inbox.close()
+    await outbox.close()
+
+
+async def test_a_crash_before_commit_republishes_with_the_same_sequences(tmp_path: Path) -> None:
+    """Published but not committed (process died): the redelivery repeats the same events."""
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    await inbox.append([inbox_item(1), inbox_item(2)])
+    batch = await inbox.read(0, 10, 10)  # the "crashed" shard read and published, never committed
+    from actors.normalize import normalize
+
+    await outbox.publish([normalize(s.item, n) for n, s in enumerate(batch, start=1)])
+    restarted = ConversationShard(
+        ShardConfig(partition=0, block_ms=10), SqliteInbox(tmp_path / "inbox.db"), outbox
+    )
+    assert await restarted.run_once() == 2
+    rows = list(read_outbox(tmp_path / "outbox.db"))
+    assert [(r["event"]["event_id"], r["event"]["sequence"]) for r in rows] == [
+        ("wamid.1", 1), ("wamid.2", 2), ("wamid.1", 1), ("wamid.2", 2)
+    ]
+    assert restarted.stats.redelivered == 2
+    await inbox.close()
+    await outbox.close()
+
+
+async def test_run_stops_after_the_batch_in_hand(tmp_path: Path) -> None:
+    """stop() lets run() return; everything read before is published and committed."""
+    import asyncio
+
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    await inbox.append([inbox_item(n) for n in range(1, 51)])
+    shard = ConversationShard(ShardConfig(partition=0, batch_size=10, block_ms=10), inbox, outbox)
+    task = asyncio.create_task(shard.run())
+    while shard.stats.published < 50:
+        await asyncio.sleep(0.01)
+    shard.stop()
+    await asyncio.wait_for(task, timeout=5)
+    assert len(published(tmp_path / "outbox.db")) == 50
+    assert await inbox.backlog(0) == 0
+    await inbox.close()
+    await outbox.close()
