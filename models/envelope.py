@@ -75,10 +75,10 @@ def _contact_for(kind: ItemKind, contacts: Any, item: Any) -> dict[str, Any] | N
     if not isinstance(contacts, list) or not isinstance(item, dict):
         return None
     keys = ("from", "from_user_id") if kind == "message" else ("recipient_id", "recipient_user_id")
-    ids = {item.get(key) for key in keys} - {None, ""}
+    ids = {_str_or_none(item.get(key)) for key in keys} - {None, ""}
     candidates = [c for c in contacts if isinstance(c, dict)]
     for contact in candidates:
-        if {contact.get("wa_id"), contact.get("user_id")} & ids:
+        if {_str_or_none(contact.get("wa_id")), _str_or_none(contact.get("user_id"))} & ids:
             return contact
     if kind == "message" and len(candidates) == 1:
         return candidates[0]
@@ -108,8 +108,8 @@ def validate_envelope(body: Any) -> list[Any]:
     entries = body.get("entry")
     if not isinstance(entries, list) or not entries:
         raise EnvelopeError("'entry' must be a non-empty list")
-    objects = {body.get("object")} | {e.get("object") for e in entries if isinstance(e, dict)}
-    if objects - {None, WHATSAPP_OBJECT}:
+    objects = [body.get("object")] + [e.get("object") for e in entries if isinstance(e, dict)]
+    if any(obj not in (None, WHATSAPP_OBJECT) for obj in objects):
         raise EnvelopeError(f"'object' must be {WHATSAPP_OBJECT!r}")
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
