@@ -9,6 +9,7 @@ last sequence, so a batch redelivered after a crash gets the numbers it was publ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -93,10 +94,8 @@ class ConversationShard:
                 # lost while the store or broker is down; skipping ahead would break order.
                 self.stats.errors = [*self.stats.errors[-9:], str(exc)]
                 log.warning("shard_retry", partition=self.config.partition, error=str(exc))
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
                 backoff = min(backoff * 2, self.config.max_backoff_s)
 
     async def run_once(self) -> int:

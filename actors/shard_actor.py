@@ -31,7 +31,9 @@ class ShardStatus(BaseModel):
     last_error: str | None
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8)
+@ray.remote(  # type: ignore[call-overload]  # Ray's stubs omit actor-only options
+    num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8
+)
 class ShardActor:
     """Owns one partition. Zero CPUs: a long-lived actor must never sit pending."""
 
@@ -48,7 +50,7 @@ class ShardActor:
         )
         self._batch_seconds = metrics.Histogram(
             "wa_shard_batch_duration_seconds",
-            description="Read-to-commit time of a batch (normalize, publish with confirms, commit).",
+            description="Read-to-commit time of a batch: normalize, publish with confirms, commit.",
             boundaries=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
             tag_keys=("partition",),
         )

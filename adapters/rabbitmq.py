@@ -8,6 +8,7 @@ deployment can be bound late without losing anything published before.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import aio_pika
@@ -52,7 +53,7 @@ class RabbitPublisher:
                         durable=True,
                         arguments={"alternate-exchange": unrouted},
                     )
-                except (AMQPError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, AMQPError, OSError) as exc:
                     await self._reset()
                     raise TransientError(f"rabbitmq connect: {exc}") from exc
         assert self._exchange is not None
@@ -63,10 +64,9 @@ class RabbitPublisher:
         self._channel = None
         self._exchange = None
         if connection is not None:
-            try:
+            # Closing a broken connection: its error is moot, the next publish reconnects.
+            with contextlib.suppress(Exception):
                 await connection.close()
-            except Exception:  # noqa: BLE001 -- closing a broken connection; the error is moot
-                pass
 
     async def publish(self, events: Sequence[NormalizedEvent]) -> None:
         """Publish all events concurrently on one channel and wait for every confirm.
@@ -101,7 +101,7 @@ class RabbitPublisher:
                 ),
                 timeout=self._timeout,
             )
-        except (AMQPError, DeliveryError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, AMQPError, DeliveryError, OSError) as exc:
             await self._reset()
             raise TransientError(f"rabbitmq publish: {exc!r}") from exc
         if not all(isinstance(confirm, Basic.Ack) for confirm in confirms):

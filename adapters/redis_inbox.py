@@ -73,11 +73,15 @@ class RedisInbox:
             await self._ensure_group(partition)
             if partition not in self._pending_done:
                 start = self._pending_from.get(partition, "0")
-                reply = await self._redis.xreadgroup(GROUP, consumer, {key: start}, count=count)
+                reply: Any = await self._redis.xreadgroup(
+                    GROUP, consumer, {key: start}, count=count
+                )
                 entries = [e for _, batch in reply or [] for e in batch]
                 if entries:
                     last = entries[-1][0]
-                    self._pending_from[partition] = last.decode() if isinstance(last, bytes) else last
+                    self._pending_from[partition] = (
+                        last.decode() if isinstance(last, bytes) else last
+                    )
                     await self._ack_deleted(key, reply)
                     return self._decode(reply, redelivered=True)
                 self._pending_done.add(partition)
@@ -121,7 +125,8 @@ class RedisInbox:
                     pipe.xack(key, GROUP, *entry_ids)
                     pipe.xdel(key, *entry_ids)
                 if sequences:
-                    pipe.hset(self._seq_key, mapping=dict(sequences))
+                    mapping: dict[str | bytes, int] = dict(sequences.items())
+                    pipe.hset(self._seq_key, mapping=mapping)  # type: ignore[arg-type]
                 await pipe.execute()
         except RedisError as exc:
             raise TransientError(f"redis commit: {exc}") from exc

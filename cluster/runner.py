@@ -24,6 +24,10 @@ RAY_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     # The CLI's own process must not print Ray's usage-stats prompt.
     "RAY_USAGE_STATS_ENABLED": "0",
+    # How long a deleted ingress replica keeps serving while HAProxy stops routing to it.
+    # Serve's default, 30 s, is for multi-node fleets; one local HAProxy reloads in well
+    # under a second, and in-flight requests still finish (graceful_shutdown_timeout_s).
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
 }
 
 log = structlog.get_logger("runner")
@@ -111,8 +115,10 @@ def run(settings: Settings) -> None:
             # commit the batch in hand). Serve itself is left to ray.shutdown() below, or
             # running on a cluster this process joined.
             serve.delete(APP_NAME)
+        log.info("app_deleted")
         if started_ray:
             ray.shutdown()
+            log.info("ray_stopped")
         recorder_stop.set()
         recorder.join()
         # Whatever this run started and Ray left running (agents, HAProxy) ends here.

@@ -17,14 +17,16 @@ APP_NAME = "wa-ingest"
 
 def build_application(wiring: Wiring, ingress_replicas: int = 1) -> Application:
     """Ingress replicas plus the shard pool, wired to the configured adapters."""
-    pool = ShardPool.bind(
+    # Serve's decorators turn the classes into Deployments, which mypy cannot see.
+    pool = ShardPool.bind(  # type: ignore[attr-defined]
         wiring.partitions,
         functools.partial(shard_config, wiring),
         functools.partial(shard_deps, wiring),
     )
-    return WebhookIngress.options(num_replicas=ingress_replicas).bind(
-        functools.partial(ingress_deps, wiring), pool
-    )
+    app: Application = WebhookIngress.options(  # type: ignore[attr-defined]
+        num_replicas=ingress_replicas
+    ).bind(functools.partial(ingress_deps, wiring), pool)
+    return app
 
 
 def app_builder(args: dict[str, Any]) -> Application:

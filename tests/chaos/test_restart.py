@@ -16,14 +16,18 @@ from tests.support.service import free_port, start_service
 pytestmark = [pytest.mark.ray]
 
 
-
 def post(url: str, wamid: str) -> int:
-    raw, headers = signed(envelope(("messages", messages_value([text_message(wamid, "16505550009")]))), DEV_APP_SECRET)
+    raw, headers = signed(
+        envelope(("messages", messages_value([text_message(wamid, "16505550009")]))), DEV_APP_SECRET
+    )
     return httpx.post(f"{url}/webhook", content=raw, headers=headers, timeout=10).status_code
 
 
 def published_ids(data_dir: Path) -> list[tuple[str, int]]:
-    return [(r["event"]["event_id"], r["event"]["sequence"]) for r in read_outbox(data_dir / "outbox.db")]
+    return [
+        (r["event"]["event_id"], r["event"]["sequence"])
+        for r in read_outbox(data_dir / "outbox.db")
+    ]
 
 
 def test_a_second_run_after_kill_9_serves_and_loses_nothing(tmp_path: Path) -> None:
@@ -51,7 +55,9 @@ def test_a_second_run_after_kill_9_serves_and_loses_nothing(tmp_path: Path) -> N
             time.sleep(0.2)
         ids = published_ids(data_dir)
         assert {event_id for event_id, _ in ids} == {"wamid.before", "wamid.after"}, second.tail()
-        assert [seq for event_id, seq in ids if event_id == "wamid.after"] == [max(s for _, s in ids)]
+        assert [seq for event_id, seq in ids if event_id == "wamid.after"] == [
+            max(s for _, s in ids)
+        ]
         assert second.terminate() == 0
     finally:
         second.cleanup()

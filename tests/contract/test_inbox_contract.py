@@ -47,7 +47,9 @@ async def test_read_returns_appended_items_in_order_per_partition(make_inbox: Fa
     assert [s.item.delivery_id for s in await inbox.read(1, 10, 50)] == ["d2"]
 
 
-async def test_read_respects_count_and_does_not_repeat_in_flight_entries(make_inbox: Factory) -> None:
+async def test_read_respects_count_and_does_not_repeat_in_flight_entries(
+    make_inbox: Factory,
+) -> None:
     """A reader gets each uncommitted entry once while it runs."""
     inbox = make_inbox()
     await inbox.append([item(n) for n in range(5)])

@@ -24,9 +24,7 @@ Consumed = list[tuple[str, dict[str, Any], dict[str, Any]]]  # routing key, head
 class Harness:
     """A publisher plus a way to read back what it published."""
 
-    def __init__(
-        self, publisher: Publisher, consume: Callable[[int], Awaitable[Consumed]]
-    ) -> None:
+    def __init__(self, publisher: Publisher, consume: Callable[[int], Awaitable[Consumed]]) -> None:
         self.publisher = publisher
         self.consume = consume
 
@@ -56,7 +54,13 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         async with queue.iterator(timeout=5) as messages:
             async for message in messages:
                 async with message.process():
-                    got.append((message.routing_key or "", dict(message.headers), orjson.loads(message.body)))
+                    got.append(
+                        (
+                            message.routing_key or "",
+                            dict(message.headers),
+                            orjson.loads(message.body),
+                        )
+                    )
                 if len(got) >= n:
                     break
         return got
@@ -71,7 +75,11 @@ async def test_events_arrive_in_order_with_routing_key_and_headers(harness: Harn
     events = [event(1), event(2), event(3, "c2", "status")]
     await harness.publisher.publish(events)
     got = await harness.consume(3)
-    assert [key for key, _, _ in got] == ["acme.message.text", "acme.message.text", "acme.status.read"]
+    assert [key for key, _, _ in got] == [
+        "acme.message.text",
+        "acme.message.text",
+        "acme.status.read",
+    ]
     assert [body["event_id"] for _, _, body in got] == ["wamid.1", "wamid.2", "wamid.3:read"]
     _, headers, body = got[2]
     assert headers["event_id"] == "wamid.3:read"

@@ -9,12 +9,22 @@ PHONE_ID = "106540352242922"
 DISPLAY = "15550783881"
 
 
-def text_message(wamid: str, sender: str, body: str = "hi", ts: int = 1_750_000_000) -> dict[str, Any]:
+def text_message(
+    wamid: str, sender: str, body: str = "hi", ts: int = 1_750_000_000
+) -> dict[str, Any]:
     """A text message as it appears in value.messages[]."""
-    return {"from": sender, "id": wamid, "timestamp": str(ts), "type": "text", "text": {"body": body}}
+    return {
+        "from": sender,
+        "id": wamid,
+        "timestamp": str(ts),
+        "type": "text",
+        "text": {"body": body},
+    }
 
 
-def status(wamid: str, recipient: str, state: str = "delivered", ts: int = 1_750_000_000) -> dict[str, Any]:
+def status(
+    wamid: str, recipient: str, state: str = "delivered", ts: int = 1_750_000_000
+) -> dict[str, Any]:
     """A status as it appears in value.statuses[]."""
     return {"id": wamid, "status": state, "timestamp": str(ts), "recipient_id": recipient}
 
@@ -32,9 +42,13 @@ def messages_value(
     }
     if messages is not None:
         value["messages"] = messages
-        value["contacts"] = contacts if contacts is not None else [
-            {"profile": {"name": f"Customer {m['from']}"}, "wa_id": m["from"]} for m in messages
-        ]
+        value["contacts"] = (
+            contacts
+            if contacts is not None
+            else [
+                {"profile": {"name": f"Customer {m['from']}"}, "wa_id": m["from"]} for m in messages
+            ]
+        )
     if statuses is not None:
         value["statuses"] = statuses
     return value

@@ -20,11 +20,20 @@ def inbox_item(
     """Item n: by default a text message with wamid `wamid.<n>`."""
     if raw is None:
         raw = (
-            {"from": "16505550001", "id": f"wamid.{n}", "timestamp": "1750000000", "type": "text",
-             "text": {"body": f"message {n}"}}
+            {
+                "from": "16505550001",
+                "id": f"wamid.{n}",
+                "timestamp": "1750000000",
+                "type": "text",
+                "text": {"body": f"message {n}"},
+            }
             if kind == "message"
-            else {"id": f"wamid.{n}", "status": "read", "timestamp": "1750000000",
-                  "recipient_id": "16505550001"}
+            else {
+                "id": f"wamid.{n}",
+                "status": "read",
+                "timestamp": "1750000000",
+                "recipient_id": "16505550001",
+            }
         )
     return InboxItem(
         tenant_id="acme",
@@ -41,6 +50,8 @@ def inbox_item(
     )
 
 
-def event(n: int, conversation: str = "c1", kind: ItemKind = "message", sequence: int | None = None) -> NormalizedEvent:
+def event(
+    n: int, conversation: str = "c1", kind: ItemKind = "message", sequence: int | None = None
+) -> NormalizedEvent:
     """The normalized event of inbox_item(n)."""
     return normalize(inbox_item(n, conversation=conversation, kind=kind), sequence or n)

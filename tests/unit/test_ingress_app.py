@@ -14,7 +14,11 @@ from tests.support.bodies import envelope, messages_value, text_message, two_cus
 async def test_handshake_echoes_the_challenge_as_text(tmp_path: Path) -> None:
     """hub.mode=subscribe with the right token: 200 and the challenge as plain text."""
     async with ingress_client(tmp_path) as (client, _):
-        params = {"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "1158201444"}
+        params = {
+            "hub.mode": "subscribe",
+            "hub.verify_token": VERIFY,
+            "hub.challenge": "1158201444",
+        }
         response = await client.get("/webhook", params=params)
     assert response.status_code == 200
     assert response.text == "1158201444"

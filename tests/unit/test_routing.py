@@ -12,10 +12,7 @@ from models.routing import conversation_id, conversation_key, partition_of
 def test_partition_is_stable_across_processes() -> None:
     """Python's hash() is salted per process; the partition must not be."""
     key = conversation_key("acme", "123", "16505550001")
-    code = (
-        "from models.routing import partition_of;"
-        f"print(partition_of({key!r}, 16))"
-    )
+    code = f"from models.routing import partition_of;print(partition_of({key!r}, 16))"
     other = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
