@@ -13,10 +13,12 @@ import orjson
 import structlog
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from adapters.errors import AdapterError
 from adapters.ports import Inbox
 from ingress.batcher import AppendBatcher
+from ingress.metrics import IngressMetrics
 from ingress.signature import SignatureMissing, matching_secrets, parse_signature
 from models.envelope import DeliveryContext, EnvelopeError, UnknownNumberError, split_delivery
 from models.tenant import TenantDirectory
@@ -93,12 +95,17 @@ def create_app(deps: IngressDeps) -> FastAPI:
     config = deps.config
     batcher = AppendBatcher(deps.inbox, config.append_linger_s, config.append_max_items)
     app.state.batcher = batcher
+    metrics = IngressMetrics()
+    app.state.metrics = metrics
     all_secrets = directory.secrets()
 
     @app.exception_handler(RequestRejected)
     async def rejected(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestRejected)
         log.info("webhook_rejected", code=exc.code, status=exc.status, path=request.url.path)
+        started = getattr(request.state, "started", None)
+        if started is not None:
+            metrics.observe_request(exc.code, time.perf_counter() - started)
         return error_response(exc.status, exc.code, exc.message)
 
     @app.exception_handler(Exception)
@@ -145,8 +152,9 @@ def create_app(deps: IngressDeps) -> FastAPI:
 
     async def accept(request: Request, tenant_id: str | None) -> JSONResponse:
         received_at = datetime.now(UTC)
-        started = time.perf_counter()
+        started = request.state.started = time.perf_counter()
         body = await _read_capped(request, config.max_body_bytes)
+        metrics.body_bytes.observe(len(body))
         try:
             digest = parse_signature(request.headers.get("x-hub-signature-256"))
         except SignatureMissing as exc:
@@ -178,17 +186,18 @@ def create_app(deps: IngressDeps) -> FastAPI:
             raise RequestRejected(403, "unknown_business_number", str(exc)) from exc
         except _TenantNotVerified as exc:
             raise RequestRejected(403, "signature_mismatch", "signature does not match") from exc
+        append_started = time.perf_counter()
         try:
             await batcher.append(items)
         except AdapterError as exc:
             log.error("inbox_append_failed", delivery_id=ctx.delivery_id, error=str(exc))
             raise RequestRejected(503, "inbox_unavailable", "try again later") from exc
-        log.debug(
-            "webhook_accepted",
-            delivery_id=ctx.delivery_id,
-            items=len(items),
-            ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        done = time.perf_counter()
+        metrics.append_duration.observe(done - append_started)
+        metrics.observe_request("accepted", done - started)
+        for item in items:
+            metrics.items.labels(item.kind).inc()
+        log.debug("webhook_accepted", delivery_id=ctx.delivery_id, items=len(items))
         return JSONResponse(
             {"status": "accepted", "delivery_id": ctx.delivery_id, "items": len(items)}
         )
@@ -204,6 +213,11 @@ def create_app(deps: IngressDeps) -> FastAPI:
         if directory.get(tenant_id) is None:
             raise RequestRejected(404, "unknown_tenant", "no such tenant")
         return await accept(request, tenant_id)
+
+    @app.get("/metrics", summary="Prometheus metrics of this replica", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """The ingress metrics in the Prometheus text format."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:

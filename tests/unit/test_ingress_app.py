@@ -165,3 +165,18 @@ async def test_health_and_readiness(tmp_path: Path) -> None:
         assert ready.json()["checks"]["inbox"] == "ok"
         assert (await client.get("/docs")).status_code == 200
         assert "/webhook" in (await client.get("/openapi.json")).json()["paths"]
+
+
+async def test_metrics_count_outcomes_and_items(tmp_path: Path) -> None:
+    """/metrics: accepted and rejected POSTs by outcome, items by kind, no numbers as labels."""
+    raw, headers = signed(two_customers_and_a_status())
+    async with ingress_client(tmp_path) as (client, _):
+        await client.post("/webhook", content=raw, headers=headers)
+        await client.post("/webhook", content=raw, headers={**headers, "X-Hub-Signature-256": ""})
+        text = (await client.get("/metrics")).text
+    assert 'wa_webhook_requests_total{outcome="accepted"} 1.0' in text
+    assert 'wa_webhook_requests_total{outcome="signature_missing"} 1.0' in text
+    assert 'wa_webhook_items_total{kind="message"} 2.0' in text
+    assert 'wa_webhook_items_total{kind="status"} 1.0' in text
+    assert "wa_inbox_append_duration_seconds_count 1.0" in text
+    assert "16505550001" not in text

@@ -1,0 +1,59 @@
+"""Prometheus metrics of the ingress (one registry per app instance, i.e. per replica).
+
+Labels are bounded: an outcome code or an item kind, never a tenant's number or a
+conversation.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+
+
+class IngressMetrics:
+    """The ingress's counters and histograms."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "wa_webhook_requests",
+            "Webhook POSTs by outcome (accepted or the rejection code).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "wa_webhook_request_duration_seconds",
+            "Time from the start of a webhook POST to its answer.",
+            ["outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.body_bytes = Histogram(
+            "wa_webhook_body_bytes",
+            "Size of webhook bodies read (up to the cap).",
+            buckets=_SIZE_BUCKETS,
+            registry=self.registry,
+        )
+        self.items = Counter(
+            "wa_webhook_items",
+            "Items accepted into the inbox, by kind (message, status, error, field).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.append_duration = Histogram(
+            "wa_inbox_append_duration_seconds",
+            "Time a request waited for its items to be durable in the inbox.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_request(self, outcome: str, seconds: float) -> None:
+        """Count one answered POST."""
+        self.requests.labels(outcome).inc()
+        self.duration.labels(outcome).observe(seconds)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
