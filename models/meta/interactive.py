@@ -108,7 +108,7 @@ INTERACTIVE_TYPES = frozenset(
 
 def _interactive_tag(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in INTERACTIVE_TYPES else "unknown"
+    return kind if isinstance(kind, str) and kind in INTERACTIVE_TYPES else "unknown"
 
 
 Interactive = Annotated[
