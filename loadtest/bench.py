@@ -31,7 +31,7 @@ from loadtest.traffic import TrafficGenerator
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `bench`; the defaults are the documented benchmark."""
-    parser.add_argument("--systems", default="a,b,c", help="subset of a,b,c")
+    parser.add_argument("--systems", default="a0,a,b,c", help="subset of a0,a,b,c")
     parser.add_argument("--rate", type=float, default=1000.0, help="open-loop req/s")
     parser.add_argument("--duration", type=float, default=60.0, help="open-loop seconds")
     parser.add_argument("--wrk-duration", type=int, default=20)
@@ -43,7 +43,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conversations", type=int, default=5000)
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--port-base", type=int, default=8100, help="c, a, b use base, +1, +2")
+    parser.add_argument(
+        "--port-base", type=int, default=8100, help="ports: c=base, a=+1, b=+2, a0=+3"
+    )
     parser.add_argument(
         "--lock",
         default="/tmp/wa-ray.lock",  # noqa: S108 -- the shared, documented Ray lock
@@ -172,7 +174,7 @@ def measure(args: argparse.Namespace, system: System, tenants_file: Path, work: 
         result.rss_open_mib = _mib(peak.peak)
         for line in verdict(result.open_loop):
             print(f"[{system.name}]   {line}", flush=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- one failed system must not lose the others' numbers
         result.error = f"{type(exc).__name__}: {exc}"
         print(f"[{system.name}] FAILED: {result.error}", file=sys.stderr, flush=True)
     finally:
