@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m cluster run
 
-## services: make sure the servers the tests need (RabbitMQ, Redis) are up
+## services: make sure the servers and tools the tests need are there (RabbitMQ, Redis,
+## docker-compose for checking docker/compose.yaml)
 services:
 	bash .ci/services.sh
 
