@@ -22,12 +22,15 @@ run: $(STAMP)
 services:
 	bash .ci/services.sh
 
-## lint: ruff, formatting, mypy strict, import-linter layer contracts
+## lint: ruff, formatting, mypy strict, import-linter layer contracts, event schema current,
+## hadolint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/lint-imports
+	$(PY) -m cluster schema check
+	$(VENV)/bin/hadolint docker/Dockerfile
 
 ## test: install, start the services, lint, run the whole suite
 test: $(STAMP) services lint
