@@ -150,18 +150,36 @@ def measure(args: argparse.Namespace, system: System, tenants_file: Path, work: 
             RabbitSource(args.amqp_url, system.drain_exchange) if system.drain_exchange else None
         )
         loop = asyncio.new_event_loop()
+        seen = {"events": 0, "last": time.perf_counter()}
+
+        def count(_event: Any, at: float) -> None:
+            seen["events"] += 1
+            seen["last"] = at
+
         if drain is not None:  # keep published events flowing to a queue, not piling up
-            loop.run_until_complete(drain.start(lambda _e, _t: None))
+            loop.run_until_complete(drain.start(count))
             threading.Thread(target=loop.run_forever, daemon=True).start()
+        wrk_started = time.perf_counter()
         print(f"[{system.name}] wrk {args.wrk_duration}s, {args.wrk_connections} conns", flush=True)
         with PeakRss(proc.pid) as peak:
             res = wrk.run(
                 system.url, script, args.wrk_duration, args.wrk_connections, args.wrk_threads
             )
         result.rss_wrk_mib = _mib(peak.peak)
-        result.wrk = {k: v for k, v in asdict(res).items() if k != "raw"}
+        result.wrk.update({k: v for k, v in asdict(res).items() if k != "raw"})
         if drain is not None:
-            time.sleep(5)  # let the service publish what wrk got acknowledged
+            # Let the service publish what wrk got acknowledged (quiet for 3 s, at most
+            # 180 s), so the open loop starts on an empty backlog; the time it takes is the
+            # publish path's sustained rate.
+            deadline = time.perf_counter() + 180
+            while time.perf_counter() - seen["last"] < 3 and time.perf_counter() < deadline:
+                time.sleep(0.2)
+            span = max(seen["last"] - wrk_started, 1e-9)
+            result.wrk["published_events"] = seen["events"]
+            result.wrk["published_per_s"] = round(seen["events"] / span, 1)
+            result.wrk["drain_after_wrk_s"] = round(
+                seen["last"] - wrk_started - args.wrk_duration, 1
+            )
             asyncio.run_coroutine_threadsafe(drain.stop(), loop).result(timeout=30)
             loop.call_soon_threadsafe(loop.stop)
         print(f"[{system.name}] wrk: {res.requests_per_s:.0f} req/s {res.latency_ms}", flush=True)

@@ -92,6 +92,13 @@ def render_results(args: argparse.Namespace, results: Sequence[_Result]) -> str:
         )
     rps = {n: by[n].wrk.get("requests_per_s", 0.0) for n in by if by[n].wrk}
     lines.append("")
+    for r in results:
+        if "published_per_s" in r.wrk:
+            lines.append(
+                f"- {r.name}: {r.wrk['published_events']} events consumed from the broker during"
+                f" and after wrk, {r.wrk['published_per_s']} events/s from wrk's start to the"
+                f" last one; the backlog took {r.wrk['drain_after_wrk_s']} s after wrk stopped"
+            )
     for num, den in (("c", "a"), ("c", "b")):
         if rps.get(num) and rps.get(den):
             lines.append(f"- throughput ratio {num}/{den}: **{rps[num] / rps[den]:.2f}**")

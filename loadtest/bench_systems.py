@@ -73,22 +73,29 @@ def _uvicorn(app: str, port: int, workers: int) -> list[str]:
 
 
 def systems(args: argparse.Namespace, run_id: str, tenants_file: Path, work: Path) -> list[System]:
-    """a, b and c, configured for this run (own exchanges, key prefix and data dir)."""
+    """a0, a, b and c, configured for this run (own exchanges, key prefix and data dir)."""
     base = args.port_base
     peer_env = {"LT_TENANTS_FILE": str(tenants_file)}
     naive_exchange = f"lt.bench.{run_id}.naive"
     service_exchange = f"lt.bench.{run_id}.svc"
     return [
         System(
+            "a0",
+            "bare ASGI on uvicorn, verify + parse only (1 worker)",
+            _uvicorn("loadtest.peers.verify_only:app", base + 3, 1),
+            base + 3,
+            peer_env,
+        ),
+        System(
             "a",
-            "uvicorn, verify + parse only (1 worker)",
-            _uvicorn("loadtest.peers.verify_only:app", base + 1, 1),
+            "uvicorn + FastAPI, verify + parse only (1 worker)",
+            _uvicorn("loadtest.peers.verify_only:fastapi_app", base + 1, 1),
             base + 1,
             peer_env,
         ),
         System(
             "b",
-            "naive bridge: uvicorn 2 workers, publish each item with a confirm",
+            "naive bridge: uvicorn + FastAPI, 2 workers, publish each item with a confirm",
             _uvicorn("loadtest.peers.naive_bridge:app", base + 2, 2),
             base + 2,
             {**peer_env, "LT_AMQP_URL": args.amqp_url, "LT_EXCHANGE": naive_exchange},
