@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,13 @@ import aio_pika
 import httpx
 import orjson
 import pytest
+import redis
 
-from tests.conftest import RABBITMQ_URL, REDIS_URL
+from models.event import NormalizedEvent
+from tests.conftest import RABBITMQ_URL, REDIS_URL, _delete_exchange
 from tests.support.app import signed
 from tests.support.bodies import two_customers_and_a_status
-from tests.support.service import running_service
+from tests.support.service import Service, running_service
 
 pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.rabbitmq]
 
@@ -36,43 +39,95 @@ async def consume(queue: aio_pika.abc.AbstractQueue, n: int, timeout_s: float) -
     return got
 
 
-async def test_signed_post_reaches_a_bound_queue_in_conversation_order(
-    tmp_path: Path, exchange_name: str, redis_prefix: str
-) -> None:
-    """3 items in one POST -> exactly 3 events, right keys and per-conversation sequences;
-    a bad signature publishes nothing; SIGTERM drains and exits 0."""
+PAYLOADS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "payloads"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str]]:
+    """One Serve deployment on a local Ray cluster for the module (Redis + RabbitMQ)."""
+    exchange = f"watest.e2e.{uuid.uuid4().hex[:8]}"
+    prefix = f"watest:{uuid.uuid4().hex[:12]}:"
     env = {
         "WA_APP_SECRET": SECRET,
         "WA_TENANT_ID": "acme",
         "WA_REDIS_URL": REDIS_URL,
-        "WA_REDIS_PREFIX": redis_prefix,
+        "WA_REDIS_PREFIX": prefix,
         "WA_RABBITMQ_URL": RABBITMQ_URL,
-        "WA_RABBITMQ_EXCHANGE": exchange_name,
+        "WA_RABBITMQ_EXCHANGE": exchange,
     }
-    with running_service(tmp_path / "svc", env) as service:
-        connection = await aio_pika.connect(RABBITMQ_URL)
-        async with connection:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(f"e2e.{uuid.uuid4().hex[:8]}", exclusive=True)
-            await queue.bind(exchange_name, routing_key="acme.#")  # /readyz declared it
+    with running_service(tmp_path_factory.mktemp("svc"), env) as started:
+        yield started, exchange
+        assert started.terminate() == 0, started.tail()
+    asyncio.run(_delete_exchange(exchange))
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
-            raw, headers = signed(two_customers_and_a_status(), SECRET)
-            async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+
+async def bound_queue(
+    channel: aio_pika.abc.AbstractChannel, exchange: str, key: str
+) -> aio_pika.abc.AbstractQueue:
+    """An exclusive queue bound to the service's exchange (declared by /readyz)."""
+    queue = await channel.declare_queue(f"e2e.{uuid.uuid4().hex[:8]}", exclusive=True)
+    await queue.bind(exchange, routing_key=key)
+    return queue
+
+
+async def test_signed_post_reaches_a_bound_queue_in_conversation_order(
+    service: tuple[Service, str],
+) -> None:
+    """3 items in one POST -> exactly 3 events, right keys and per-conversation sequences;
+    a bad signature publishes nothing. (The fixture's teardown: SIGTERM drains, exit 0.)"""
+    running, exchange_name = service
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await bound_queue(channel, exchange_name, "acme.#")
+
+        raw, headers = signed(two_customers_and_a_status(), SECRET)
+        async with httpx.AsyncClient(base_url=running.url, timeout=10) as client:
+            response = await client.post("/webhook", content=raw, headers=headers)
+            assert response.status_code == 200, response.text
+            events = await consume(queue, 3, timeout_s=30)
+            assert len(events) == 3, running.tail()
+            keys = sorted(key for key, _ in events)
+            assert keys == ["acme.message.text", "acme.message.text", "acme.status.read"]
+            by_id = {body["event_id"]: body for _, body in events}
+            first, status = by_id["wamid.A1"], by_id["wamid.OUT1:read"]
+            assert first["conversation_id"] == status["conversation_id"]
+            assert (first["sequence"], status["sequence"]) == (1, 2)
+            assert by_id["wamid.B1"]["sequence"] == 1
+            assert by_id["wamid.B1"]["conversation_id"] != first["conversation_id"]
+
+            forged, forged_headers = signed(two_customers_and_a_status(), "not-the-secret")
+            response = await client.post("/webhook", content=forged, headers=forged_headers)
+            assert response.status_code == 403
+            assert await consume(queue, 1, timeout_s=3) == []
+
+
+@pytest.mark.skipif(not (PAYLOADS / "meta-docs").is_dir(), reason=f"{PAYLOADS} is absent")
+async def test_every_meta_docs_payload_is_accepted_and_published_item_by_item(
+    service: tuple[Service, str],
+) -> None:
+    """Conformance through the running service: each of Meta's documented bodies is
+    accepted (200) and the exchange receives exactly one event per item."""
+    running, exchange = service
+    files = sorted((PAYLOADS / "meta-docs").glob("*.json"))
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await bound_queue(channel, exchange, "#")
+        expected = 0
+        async with httpx.AsyncClient(base_url=running.url, timeout=10) as client:
+            for path in files:
+                raw, headers = signed(path.read_bytes(), SECRET)
                 response = await client.post("/webhook", content=raw, headers=headers)
-                assert response.status_code == 200, response.text
-                events = await consume(queue, 3, timeout_s=30)
-                assert len(events) == 3, service.tail()
-                keys = sorted(key for key, _ in events)
-                assert keys == ["acme.message.text", "acme.message.text", "acme.status.read"]
-                by_id = {body["event_id"]: body for _, body in events}
-                first, status = by_id["wamid.A1"], by_id["wamid.OUT1:read"]
-                assert first["conversation_id"] == status["conversation_id"]
-                assert (first["sequence"], status["sequence"]) == (1, 2)
-                assert by_id["wamid.B1"]["sequence"] == 1
-                assert by_id["wamid.B1"]["conversation_id"] != first["conversation_id"]
-
-                forged, forged_headers = signed(two_customers_and_a_status(), "not-the-secret")
-                response = await client.post("/webhook", content=forged, headers=forged_headers)
-                assert response.status_code == 403
-                assert await consume(queue, 1, timeout_s=3) == []
-        assert service.terminate() == 0, service.tail()
+                assert response.status_code == 200, (path.name, response.text)
+                expected += response.json()["items"]
+        events = await consume(queue, expected + 1, timeout_s=60)
+        assert len(events) == expected
+        for key, body in events:
+            event = NormalizedEvent.model_validate(body)
+            assert key == event.routing_key
