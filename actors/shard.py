@@ -4,12 +4,23 @@ Many logical conversations share one shard (one Ray actor process); each convers
 items arrive in append order because one partition has exactly one reader, and a batch is
 published as a unit before it is committed. Sequence numbers are assigned from the stored
 last sequence, so a batch redelivered after a crash gets the numbers it was published with.
+
+Duplicates and replays. Each event's idempotency key (tenant + event_id: the wamid, the
+wamid and status, or a content hash) is checked against the marks of events committed in
+the dedup window; an event already marked, or repeated inside the batch, is not
+published (its entry is still committed) and takes no sequence number. The marks of the
+published events are written by the same atomic commit as the sequences. A crash between
+publish and commit republishes the batch with the same sequences: at-least-once.
+An item whose Meta timestamp is older than `max_item_age_s` when it reached the ingress
+is published with category `replay` instead of its own (routing key
+`<tenant>.replay.<type>`): quarantined away from normal consumers, counted, never lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +44,8 @@ class ShardConfig:
     block_ms: int = 100
     max_backoff_s: float = 5.0
     sequence_cache: int = 100_000
+    dedup: bool = True
+    max_item_age_s: float | None = 7 * 24 * 3600
 
 
 @dataclass(slots=True)
@@ -43,6 +56,8 @@ class ShardStats:
     published: int = 0
     redelivered: int = 0
     publish_failures: int = 0
+    duplicates: int = 0
+    replays: int = 0
     last_batch: int = 0
     backlog: int = 0
     errors: list[str] = field(default_factory=list)
@@ -56,6 +71,7 @@ class _Batch:
     started: float
     events: list[NormalizedEvent] | None = None
     updates: dict[str, int] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
     published: bool = False
 
 
@@ -114,16 +130,17 @@ class ConversationShard:
             self._batch = _Batch(stored=stored, started=asyncio.get_running_loop().time())
         batch = self._batch
         if batch.events is None:
-            batch.events, batch.updates = await self._sequence(batch.stored)
+            batch.events, batch.updates, batch.seen = await self._sequence(batch.stored)
         if not batch.published:
             try:
-                await self._publisher.publish(batch.events)
+                if batch.events:
+                    await self._publisher.publish(batch.events)
             except AdapterError:
                 self.stats.publish_failures += 1
                 raise
             batch.published = True
         await self._inbox.commit(
-            self.config.partition, [s.entry_id for s in batch.stored], batch.updates
+            self.config.partition, [s.entry_id for s in batch.stored], batch.updates, batch.seen
         )
         self._batch = None
         if len(self._sequences) > self.config.sequence_cache:
@@ -139,7 +156,10 @@ class ConversationShard:
 
     async def _sequence(
         self, stored: list[StoredItem]
-    ) -> tuple[list[NormalizedEvent], dict[str, int]]:
+    ) -> tuple[list[NormalizedEvent], dict[str, int], list[str]]:
+        drafts = [(entry, normalize(entry.item, 1)) for entry in stored]
+        keys = [dedup_key(event) for _, event in drafts]
+        seen = await self._inbox.seen(keys) if self.config.dedup else set()
         conversation_ids = {s.item.conversation_id for s in stored}
         missing = conversation_ids - self._sequences.keys()
         if missing:
@@ -147,9 +167,35 @@ class ConversationShard:
             self._sequences.update({cid: known.get(cid, 0) for cid in missing})
         updates: dict[str, int] = {}
         events: list[NormalizedEvent] = []
-        for entry in stored:
+        marks: list[str] = []
+        for (entry, draft), key in zip(drafts, keys, strict=True):
+            if self.config.dedup and key in seen:
+                self.stats.duplicates += 1
+                continue
+            seen.add(key)
+            marks.append(key)
             cid = entry.item.conversation_id
             seq = updates.get(cid, self._sequences[cid]) + 1
             updates[cid] = seq
-            events.append(normalize(entry.item, seq))
-        return events, updates
+            change: dict[str, object] = {"sequence": seq}
+            if self._too_old(entry, draft):
+                self.stats.replays += 1
+                change["category"] = REPLAY_CATEGORY
+                log.info("item_replay", event_id=draft.event_id, tenant_id=draft.tenant_id)
+            events.append(draft.model_copy(update=change))
+        return events, updates, marks
+
+    def _too_old(self, entry: StoredItem, event: NormalizedEvent) -> bool:
+        limit = self.config.max_item_age_s
+        if limit is None or event.occurred_at is None:
+            return False
+        return (entry.item.received_at - event.occurred_at).total_seconds() > limit
+
+
+REPLAY_CATEGORY = "replay"
+
+
+def dedup_key(event: NormalizedEvent) -> str:
+    """The item's mark: 128 bits of SHA-256 over tenant and event_id (its idempotency key)."""
+    digest = hashlib.sha256(f"{event.tenant_id}\0{event.event_id}".encode()).hexdigest()
+    return "i:" + digest[:32]

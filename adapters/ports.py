@@ -8,6 +8,9 @@ from typing import Protocol
 from models.event import NormalizedEvent
 from models.inbox import InboxItem, StoredItem
 
+Delivery = tuple[str, Sequence[InboxItem]]
+"""(dedup key of the delivery, its items)."""
+
 
 class Inbox(Protocol):
     """The durable, partitioned inbox plus the shards' per-conversation state.
@@ -17,10 +20,24 @@ class Inbox(Protocol):
     never committed (a crashed reader's batch), then new ones, in append order.
     `commit` acknowledges entries and stores the conversations' new sequence numbers in
     one atomic step, so a redelivered entry gets the same sequence it was published with.
+
+    Deduplication lives here, not in a port of its own, because each mark must be written
+    in the same atomic step as the data it guards: a delivery's mark with its items
+    (`append_deliveries`), an item's mark with the commit that published it (`commit(seen=)`).
+    Marks expire after the adapter's window (Meta's 7-day retry horizon by default).
     """
 
     async def append(self, items: Sequence[InboxItem]) -> None:
         """Durably append items to their partitions (each item carries its partition)."""
+        ...
+
+    async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Per delivery, atomically: unless its key is marked, append its items and mark it.
+
+        Returns, per delivery, True when stored now, False when it was a duplicate (nothing
+        appended). Nothing is marked unless its items are durable, so a failed append is
+        retried by Meta, never swallowed as a duplicate.
+        """
         ...
 
     async def read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
@@ -28,9 +45,17 @@ class Inbox(Protocol):
         ...
 
     async def commit(
-        self, partition: int, entry_ids: Sequence[str], sequences: Mapping[str, int]
+        self,
+        partition: int,
+        entry_ids: Sequence[str],
+        sequences: Mapping[str, int],
+        seen: Collection[str] = (),
     ) -> None:
-        """Acknowledge entries and persist sequence numbers, atomically."""
+        """Acknowledge entries, persist sequence numbers and mark item keys seen, atomically."""
+        ...
+
+    async def seen(self, keys: Collection[str]) -> set[str]:
+        """The item keys marked by a commit within the window."""
         ...
 
     async def sequences(self, conversation_ids: Collection[str]) -> dict[str, int]:
@@ -43,6 +68,22 @@ class Inbox(Protocol):
 
     async def ping(self) -> None:
         """Raise TransientError unless the store is reachable."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class RateLimiter(Protocol):
+    """Fixed-window request counters shared by every ingress replica that uses the store."""
+
+    async def hit(self, limits: Sequence[tuple[str, int]]) -> float:
+        """Count one request against each (key, limit per window), in one round trip.
+
+        Returns 0.0 when every key is within its limit, else the seconds until the window
+        of the exceeded key ends (the Retry-After). Raise TransientError if the store fails.
+        """
         ...
 
     async def close(self) -> None:

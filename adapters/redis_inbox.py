@@ -5,6 +5,12 @@ pending entries (read but never acknowledged) before new ones. Committed entries
 acknowledged and deleted in the same MULTI as the sequence update, so the stream only
 holds what is still in flight and a redelivery always gets the sequence it had.
 Streams are never trimmed by length: trimming could drop entries nobody has published.
+
+Dedup marks are plain keys `<prefix>seen:<key>` with an expiry (SET ... EX window): Redis
+evicts them itself, so memory is bounded by the keys marked within one window (measured
+in docs/security.md). A delivery is appended by a Lua script that checks its mark, adds
+every item and sets the mark in one atomic step; one pipelined round trip carries the
+script calls of every delivery in a batch.
 """
 
 from __future__ import annotations
@@ -17,17 +23,30 @@ from redis.exceptions import RedisError, ResponseError
 
 from adapters.codec import dump_item, load_item
 from adapters.errors import TransientError
+from adapters.ports import Delivery
 from models.inbox import InboxItem, StoredItem
 
 GROUP = "shards"
+DEFAULT_WINDOW_S = 7 * 24 * 3600
+
+# KEYS[1]: the delivery's mark; KEYS[2..]: one stream per item; ARGV[1]: window seconds;
+# ARGV[2..]: one encoded item per stream. SET NX is the first write, so a duplicate (or an
+# out-of-memory refusal) writes nothing at all.
+_APPEND_ONCE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+for i = 2, #KEYS do redis.call('XADD', KEYS[i], '*', 'd', ARGV[i]) end
+return 1
+"""
 
 
 class RedisInbox:
     """The Inbox port on Redis Streams."""
 
-    def __init__(self, url: str, prefix: str = "wa:") -> None:
+    def __init__(self, url: str, prefix: str = "wa:", window_s: int = DEFAULT_WINDOW_S) -> None:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
         self._prefix = prefix
+        self._window_s = window_s
+        self._append_once = self._redis.register_script(_APPEND_ONCE)
         self._groups: set[int] = set()
         # Per partition: where the re-read of this consumer's pending entries has got to,
         # or absent once they are all re-read and only new entries (">") are left.
@@ -53,6 +72,38 @@ class RedisInbox:
                 await pipe.execute()
         except RedisError as exc:
             raise TransientError(f"redis append: {exc}") from exc
+
+    def mark_key(self, key: str) -> str:
+        """The Redis key of a dedup mark."""
+        return f"{self._prefix}seen:{key}"
+
+    async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """One EVALSHA per delivery (check mark, XADD items, set mark), one round trip."""
+        if not deliveries:
+            return []
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, items in deliveries:
+                    await self._append_once(
+                        keys=[self.mark_key(key), *(self.stream(i.partition) for i in items)],
+                        args=[self._window_s, *(dump_item(i) for i in items)],
+                        client=pipe,
+                    )
+                results = await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis append: {exc}") from exc
+        return [bool(r) for r in results]
+
+    async def seen(self, keys: Collection[str]) -> set[str]:
+        """MGET the marks: one round trip for the whole batch."""
+        wanted = list(keys)
+        if not wanted:
+            return set()
+        try:
+            values = await self._redis.mget([self.mark_key(k) for k in wanted])
+        except RedisError as exc:
+            raise TransientError(f"redis seen: {exc}") from exc
+        return {k for k, v in zip(wanted, values, strict=True) if v is not None}
 
     async def _ensure_group(self, partition: int) -> None:
         if partition in self._groups:
@@ -115,9 +166,13 @@ class RedisInbox:
         return stored
 
     async def commit(
-        self, partition: int, entry_ids: Sequence[str], sequences: Mapping[str, int]
+        self,
+        partition: int,
+        entry_ids: Sequence[str],
+        sequences: Mapping[str, int],
+        seen: Collection[str] = (),
     ) -> None:
-        """XACK + XDEL the entries and HSET the sequences in one MULTI/EXEC."""
+        """XACK + XDEL the entries, HSET the sequences, SET EX the marks: one MULTI/EXEC."""
         key = self.stream(partition)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -127,6 +182,8 @@ class RedisInbox:
                 if sequences:
                     mapping: dict[str | bytes, int] = dict(sequences.items())
                     pipe.hset(self._seq_key, mapping=mapping)  # type: ignore[arg-type]
+                for key in seen:
+                    pipe.set(self.mark_key(key), b"1", ex=self._window_s)
                 await pipe.execute()
         except RedisError as exc:
             raise TransientError(f"redis commit: {exc}") from exc

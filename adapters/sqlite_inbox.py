@@ -1,13 +1,20 @@
-"""Embedded inbox: a SQLite table per installation, used when no Redis is configured."""
+"""Embedded inbox: a SQLite table per installation, used when no Redis is configured.
+
+Dedup marks are rows of `seen (key, expires)`, written in the same transaction as the
+items they guard (a delivery) or the commit that published them (an item); expired rows
+are ignored at once and deleted at most once a minute, so the table holds one window.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 from adapters.codec import dump_item, load_item
+from adapters.ports import Delivery
 from adapters.sqlite_db import SqliteDb
 from models.inbox import InboxItem, StoredItem
 
@@ -23,7 +30,14 @@ CREATE TABLE IF NOT EXISTS sequences (
     conversation_id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS seen (
+    key TEXT PRIMARY KEY,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires);
 """
+DEFAULT_WINDOW_S = 7 * 24 * 3600
+_PURGE_EVERY_S = 60.0
 
 _IDLE_POLL_S = (0.002, 0.05)  # sqlite has no blocking read: poll, backing off while idle
 
@@ -31,8 +45,10 @@ _IDLE_POLL_S = (0.002, 0.05)  # sqlite has no blocking read: poll, backing off w
 class SqliteInbox:
     """The Inbox port on SQLite (WAL). One reader per partition, in this process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, window_s: int = DEFAULT_WINDOW_S) -> None:
         self._db = SqliteDb(path, _SCHEMA)
+        self._window_s = window_s
+        self._purged_at = 0.0
         # Per-partition cursor: entries above it were handed out and not committed yet.
         # It starts at 0, so a restarted reader re-reads everything left uncommitted.
         self._cursor: dict[int, int] = {}
@@ -48,6 +64,53 @@ class SqliteInbox:
 
         if rows:
             await self._db.run(write)
+
+    def _mark(self, conn: sqlite3.Connection, key: str, now: float) -> bool:
+        """Mark a key seen unless a live mark exists (inside the caller's transaction)."""
+        conn.execute("DELETE FROM seen WHERE key = ? AND expires <= ?", (key, now))
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO seen (key, expires) VALUES (?, ?)", (key, now + self._window_s)
+        )
+        return cursor.rowcount == 1
+
+    def _purge(self, conn: sqlite3.Connection, now: float) -> None:
+        if now - self._purged_at >= _PURGE_EVERY_S:
+            conn.execute("DELETE FROM seen WHERE expires <= ?", (now,))
+            self._purged_at = now
+
+    async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """One transaction: per delivery, mark its key or skip it as a duplicate."""
+        encoded = [(key, [(i.partition, dump_item(i)) for i in items]) for key, items in deliveries]
+
+        def write(conn: sqlite3.Connection) -> list[bool]:
+            now = time.time()
+            stored: list[bool] = []
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                for key, rows in encoded:
+                    fresh = self._mark(conn, key, now)
+                    if fresh:
+                        conn.executemany("INSERT INTO inbox (partition, body) VALUES (?, ?)", rows)
+                    stored.append(fresh)
+            return stored
+
+        return await self._db.run(write) if encoded else []
+
+    async def seen(self, keys: Collection[str]) -> set[str]:
+        """The keys with a live mark."""
+        wanted = list(keys)
+
+        def fetch(conn: sqlite3.Connection) -> set[str]:
+            now = time.time()
+            found: set[str] = set()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT key FROM seen WHERE expires > ? AND key IN ({marks})"  # noqa: S608 -- only '?' placeholders are interpolated
+                found.update(row[0] for row in conn.execute(query, (now, *chunk)))
+            return found
+
+        return await self._db.run(fetch) if wanted else set()
 
     async def read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
         """Uncommitted entries of a partition above this reader's cursor, oldest first."""
@@ -85,15 +148,27 @@ class SqliteInbox:
         ]
 
     async def commit(
-        self, partition: int, entry_ids: Sequence[str], sequences: Mapping[str, int]
+        self,
+        partition: int,
+        entry_ids: Sequence[str],
+        sequences: Mapping[str, int],
+        seen: Collection[str] = (),
     ) -> None:
-        """Delete the entries and store the sequences in one transaction."""
+        """Delete the entries, store the sequences and the marks in one transaction."""
         ids = [(int(entry_id),) for entry_id in entry_ids]
         seqs = list(sequences.items())
+        keys = list(seen)
 
         def write(conn: sqlite3.Connection) -> None:
+            now = time.time()
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO seen (key, expires) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET expires = excluded.expires",
+                    [(key, now + self._window_s) for key in keys],
+                )
+                self._purge(conn, now)
                 conn.executemany("DELETE FROM inbox WHERE id = ?", ids)
                 conn.executemany(
                     "INSERT INTO sequences (conversation_id, seq) VALUES (?, ?) "

@@ -42,7 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--file", default=None, help="a webhook body to sign and send")
     schema = sub.add_parser("schema", help="the published event JSON Schema")
     schema.add_argument("action", choices=["export", "check"], help="write it, or verify it")
+    allow = sub.add_parser("allowlist", help="build the source-IP allowlist file")
+    allow.add_argument("action", choices=["from-whois"], help="from Meta's AS32934 routes")
+    allow.add_argument("file", help="saved output of: whois ... AS32934 | grep ^route")
+    allow.add_argument("-o", "--out", default=None, help="write here (default: stdout)")
     args = parser.parse_args(argv)
+    if args.command == "allowlist":  # needs no settings: a file transformation
+        from cluster.allowlist import allowlist_command
+
+        return allowlist_command(args.action, args.file, args.out)
     if args.command == "schema":  # needs no settings: generated from the models alone
         from cluster.schema import schema_command
 

@@ -1,15 +1,25 @@
-"""structlog JSON logs for every process the service starts."""
+"""structlog JSON logs for every process the service starts, redacted (cluster/redaction)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
+from typing import TextIO
 
 import structlog
 
+from cluster.redaction import Redactor
 
-def configure_logging(level: str = "INFO") -> None:
-    """JSON lines on stderr with ISO timestamps; the level from WA_LOG_LEVEL."""
+
+def configure_logging(
+    level: str = "INFO", secrets: Iterable[str] = (), file: TextIO | None = None
+) -> None:
+    """JSON lines on stderr with ISO timestamps; the level from WA_LOG_LEVEL.
+
+    `secrets` are scrubbed from every line; credentials and phone numbers are redacted by
+    key and by shape whatever the caller logs.
+    """
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -19,9 +29,10 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            Redactor(secrets),
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(file=file or sys.stderr),
+        cache_logger_on_first_use=file is None,
     )

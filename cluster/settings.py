@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,40 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     ray_num_cpus: int | None = None
     log_level: str = "INFO"
+    # Security (issue 5); docs/security.md explains each.
+    allowlist_enabled: bool | None = None  # None: on in production, off in embedded
+    allowed_cidrs: str = ""
+    allowlist_file: Path | None = None
+    trusted_proxies: str = "127.0.0.0/8,::1/128"
+    dedup_window_s: int = 7 * 24 * 3600
+    max_item_age_s: int = 7 * 24 * 3600
+    rate_limit_window_s: int = 1
+    rate_limit_per_ip: int = 5_000
+    rate_limit_per_tenant: int = 20_000
+    max_json_depth: int = 32
+    max_json_array: int = 10_000
+    body_timeout_s: float = 10.0
+    admin_token: SecretStr | None = None
+
+    def allowlist_on(self) -> bool:
+        """Whether the source-IP allowlist is enforced (default: production only)."""
+        if self.allowlist_enabled is not None:
+            return self.allowlist_enabled
+        return self.profile == "production"
+
+    def allowed_networks(self) -> tuple[str, ...]:
+        """The allowlist's CIDRs: WA_ALLOWED_CIDRS plus the lines of WA_ALLOWLIST_FILE."""
+        text = self.allowed_cidrs
+        if self.allowlist_file is not None:
+            try:
+                text += "\n" + self.allowlist_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise SettingsError(f"WA_ALLOWLIST_FILE {self.allowlist_file}: {exc}") from exc
+        return tuple(
+            token
+            for line in text.splitlines()
+            for token in line.split("#", 1)[0].replace(",", " ").split()
+        )
 
     def tenants(self) -> list[Tenant]:
         """The default tenant from WA_APP_SECRET/... plus those of WA_TENANTS_FILE.
@@ -92,4 +127,37 @@ class Settings(BaseSettings):
             raise SettingsError("WA_SHARDS must be >= 1")
         if self.profile == "production" and not (self.redis_url and self.rabbitmq_url):
             raise SettingsError("production needs WA_REDIS_URL and WA_RABBITMQ_URL")
-        self.tenants()
+        tenants = self.tenants()
+        self._check_security(tenants)
+
+    def _check_security(self, tenants: list[Tenant]) -> None:
+        for name in ("allowed_networks", "trusted_networks"):
+            try:
+                for cidr in getattr(self, name)():
+                    ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise SettingsError(f"bad CIDR in the allowlist or proxies: {exc}") from exc
+        if self.allowlist_on() and not self.allowed_networks():
+            raise SettingsError(
+                "the allowlist is on (production default) but empty: set WA_ALLOWED_CIDRS or "
+                "WA_ALLOWLIST_FILE (python -m cluster allowlist from-whois), or "
+                "WA_ALLOWLIST_ENABLED=false"
+            )
+        if not 0 < self.max_item_age_s <= self.dedup_window_s:
+            # A replay after its mark expired must then be older than the maximum age.
+            raise SettingsError("WA_MAX_ITEM_AGE_S must be > 0 and <= WA_DEDUP_WINDOW_S")
+        if min(self.rate_limit_per_ip, self.rate_limit_per_tenant, self.rate_limit_window_s) < 1:
+            raise SettingsError("WA_RATE_LIMIT_* must be >= 1")
+        if self.admin_token is not None:
+            token = self.admin_token.get_secret_value()
+            known = {s.get_secret_value() for t in tenants for s in t.app_secrets}
+            known |= {t.verify_token.get_secret_value() for t in tenants if t.verify_token}
+            known |= {t.access_token.get_secret_value() for t in tenants if t.access_token}
+            if token in known or len(token) < 16:
+                raise SettingsError(
+                    "WA_ADMIN_TOKEN must be 16+ characters and differ from every Meta secret"
+                )
+
+    def trusted_networks(self) -> tuple[str, ...]:
+        """WA_TRUSTED_PROXIES as CIDR strings (loopback is in the default: Serve's HAProxy)."""
+        return tuple(self.trusted_proxies.replace(",", " ").split())

@@ -49,6 +49,23 @@ class IngressMetrics:
             registry=self.registry,
         )
 
+        self.signature_failures = Counter(
+            "wa_webhook_signature_failures",
+            "POSTs whose X-Hub-Signature-256 was missing, malformed or did not match.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "wa_webhook_duplicate_deliveries",
+            "Deliveries whose exact body was already stored within the dedup window.",
+            registry=self.registry,
+        )
+        self.limiter_errors = Counter(
+            "wa_rate_limiter_errors",
+            "Rate-limit checks that failed (the request was let through: fail open).",
+            registry=self.registry,
+        )
+
     def observe_request(self, outcome: str, seconds: float) -> None:
         """Count one answered POST."""
         self.requests.labels(outcome).inc()
