@@ -118,7 +118,13 @@ async def _open_loop(
     source: EventSource = _NoEvents(drain)
     if system.events_exchange is not None:
         source = RabbitSource(args.amqp_url, system.events_exchange)
-    cfg = RunConfig(url=system.url, rate=args.rate, duration_s=args.duration, grace_s=30)
+    cfg = RunConfig(
+        url=system.url,
+        rate=args.rate,
+        duration_s=args.duration,
+        grace_s=30,
+        expect_events=system.events_exchange is not None,
+    )
     _state, measured = await run_load(cfg, gen, source)
     report = {
         "config": {

@@ -53,7 +53,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of items that are template/account field events",
     )
     parser.add_argument("--seed", type=int, default=0, help="0: a fresh random run")
-    parser.add_argument("--connections", type=int, default=256)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--client",
+        choices=("aiohttp", "httpx"),
+        default="aiohttp",
+        help="HTTP client (httpx is ~10x costlier per request here)",
+    )
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--max-attempts", type=int, default=4, help="Meta-style retries")
     parser.add_argument("--retry-base", type=float, default=0.5, help="first retry delay (s)")

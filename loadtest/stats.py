@@ -24,7 +24,8 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return math.nan
     if not 0 <= q <= 100:
         raise ValueError("q must be within 0..100")
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    # round() first: 99.9 / 100 * 1000 is 999.0000000000001 in floating point.
+    rank = max(1, math.ceil(round(q * len(sorted_values) / 100, 9)))
     return float(sorted_values[rank - 1])
 
 
