@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,69 @@ class ShardStatus(BaseModel):
     last_error: str | None
 
 
+class _ShardMetrics:
+    """The shard's Ray metrics (exported by Ray's metrics agent, prefixed `ray_`)."""
+
+    def __init__(self, partition: int) -> None:
+        keys = ("partition",)
+        self.batch_size = metrics.Histogram(
+            "wa_shard_batch_size",
+            description="Events per published batch.",
+            boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500],
+            tag_keys=keys,
+        )
+        self.batch_seconds = metrics.Histogram(
+            "wa_shard_batch_duration_seconds",
+            description="Read-to-commit time of a batch: normalize, publish with confirms, commit.",
+            boundaries=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+            tag_keys=keys,
+        )
+        # Counters get `_total` appended by the exporter.
+        self.published = metrics.Counter(
+            "wa_shard_events_published",
+            description="Events published and confirmed by the broker.",
+            tag_keys=keys,
+        )
+        self.redelivered = metrics.Counter(
+            "wa_shard_redeliveries",
+            description="Inbox entries read again after a restart (published at least once).",
+            tag_keys=keys,
+        )
+        self.publish_failures = metrics.Counter(
+            "wa_shard_publish_failures",
+            description="Batches the broker did not confirm (retried, never skipped).",
+            tag_keys=keys,
+        )
+        self.backlog = metrics.Gauge(
+            "wa_inbox_backlog",
+            description="Inbox entries of the partition not yet published and committed.",
+            tag_keys=keys,
+        )
+        tags = {"partition": str(partition)}
+        for metric in (
+            self.batch_size,
+            self.batch_seconds,
+            self.published,
+            self.redelivered,
+            self.publish_failures,
+            self.backlog,
+        ):
+            metric.set_default_tags(tags)
+
+    def batch(self, size: int, seconds: float) -> None:
+        """One committed batch."""
+        self.batch_size.observe(size)
+        self.batch_seconds.observe(seconds)
+        self.published.inc(size)
+
+    def counts(self, redelivered: int, failures: int) -> None:
+        """Increments since the last batch."""
+        if redelivered:
+            self.redelivered.inc(redelivered)
+        if failures:
+            self.publish_failures.inc(failures)
+
+
 @ray.remote(  # type: ignore[call-overload]  # Ray's stubs omit actor-only options
     num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8
 )
@@ -41,39 +105,33 @@ class ShardActor:
         inbox, publisher = deps_factory()
         self._inbox = inbox
         self._publisher = publisher
-        tags = {"partition": str(config.partition)}
-        self._batch_size = metrics.Histogram(
-            "wa_shard_batch_size",
-            description="Events per published batch.",
-            boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500],
-            tag_keys=("partition",),
-        )
-        self._batch_seconds = metrics.Histogram(
-            "wa_shard_batch_duration_seconds",
-            description="Read-to-commit time of a batch: normalize, publish with confirms, commit.",
-            boundaries=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-            tag_keys=("partition",),
-        )
-        self._published = metrics.Counter(
-            "wa_shard_events_published_total",
-            description="Events published and confirmed by the broker.",
-            tag_keys=("partition",),
-        )
-        self._batch_size.set_default_tags(tags)
-        self._batch_seconds.set_default_tags(tags)
-        self._published.set_default_tags(tags)
+        self._metrics = _ShardMetrics(config.partition)
         self._shard = ConversationShard(config, inbox, publisher, on_batch=self._record)
         self._task: asyncio.Task[None] | None = None
+        self._gauge_task: asyncio.Task[None] | None = None
+        self._counted = (0, 0)  # redelivered, publish failures already exported
 
     def _record(self, size: int, seconds: float) -> None:
-        self._batch_size.observe(size)
-        self._batch_seconds.observe(seconds)
-        self._published.inc(size)
+        stats = self._shard.stats
+        redelivered, failures = self._counted
+        self._metrics.batch(size, seconds)
+        self._metrics.counts(stats.redelivered - redelivered, stats.publish_failures - failures)
+        self._counted = (stats.redelivered, stats.publish_failures)
+
+    async def _export_backlog(self) -> None:
+        """Every 5 s: the partition's backlog as a gauge (the lag a dashboard alerts on)."""
+        while True:
+            with contextlib.suppress(Exception):  # a store outage shows as a stale gauge
+                self._metrics.backlog.set(await self._inbox.backlog(self._shard.config.partition))
+            await asyncio.sleep(5)
 
     async def ensure_running(self) -> ShardStatus:
         """Start the pull loop if it is not running (also after an actor restart)."""
+        loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._shard.run())
+            self._task = loop.create_task(self._shard.run())
+        if self._gauge_task is None or self._gauge_task.done():
+            self._gauge_task = loop.create_task(self._export_backlog())
         return await self.status()
 
     async def status(self) -> ShardStatus:
@@ -97,6 +155,8 @@ class ShardActor:
     async def drain(self, timeout_s: float = 30.0) -> ShardStatus:
         """Finish the batch in hand (publish and commit), stop, close connections."""
         self._shard.stop()
+        if self._gauge_task is not None:
+            self._gauge_task.cancel()
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout=timeout_s)

@@ -84,6 +84,7 @@ def run(settings: Settings) -> None:
         num_cpus=settings.ray_num_cpus,
         include_dashboard=False if settings.ray_address is None else None,
         log_to_driver=True,
+        _metrics_export_port=settings.ray_metrics_port if settings.ray_address is None else None,
     )
     # After ray.init: it installs a SIGTERM handler that exits at once, skipping the drain.
     signal.signal(signal.SIGINT, on_signal)

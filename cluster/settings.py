@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     shard_batch_size: int = 256
     ray_address: str | None = None
     ray_num_cpus: int | None = None
+    ray_metrics_port: int | None = None
     log_level: str = "INFO"
     # Security (issue 5); docs/security.md explains each.
     allowlist_enabled: bool | None = None  # None: on in production, off in embedded
