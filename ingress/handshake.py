@@ -2,7 +2,7 @@
 
 The challenge is echoed as plain text only when the mode is exactly `subscribe`, a
 non-empty token equals a configured verify token (constant time, every tenant compared),
-and the challenge is short printable ASCII (Meta sends digits; anything else is not
+and the challenge is short URL-safe text (Meta sends digits; markup or anything else is not
 reflected, so the endpoint cannot serve attacker-chosen content).
 """
 
@@ -19,7 +19,7 @@ from fastapi.responses import PlainTextResponse, Response
 from ingress.rejection import error_response
 from models.tenant import TenantDirectory
 
-_CHALLENGE = re.compile(r"^[\x21-\x7e]{1,512}$")
+_CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{1,512}$")
 
 
 def handshake_routes(
