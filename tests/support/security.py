@@ -109,6 +109,7 @@ async def security_stack(
     redis_prefix: str | None = None,
     admin: bool = True,
     body_timeout_s: float = 0.5,
+    limits: tuple[int, int] = (PER_IP, PER_TENANT),
 ) -> AsyncIterator[Stack]:
     """The stack on `embedded` or `redis`, closed afterwards."""
     inbox: Inbox
@@ -126,8 +127,8 @@ async def security_stack(
         max_json_depth=32,
         max_json_array=1_000,
         body_timeout_s=body_timeout_s,
-        rate_limit_per_ip=PER_IP,
-        rate_limit_per_tenant=PER_TENANT,
+        rate_limit_per_ip=limits[0],
+        rate_limit_per_tenant=limits[1],
         source_policy=SourcePolicy(
             trusted_proxies=parse_networks(["127.0.0.0/8", "::1/128", "10.0.0.0/8"]),
             allowed=parse_networks(["203.0.113.0/24", "2001:db8::/32"]),
