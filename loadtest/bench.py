@@ -122,7 +122,7 @@ async def _open_loop(
         url=system.url,
         rate=args.rate,
         duration_s=args.duration,
-        grace_s=30,
+        grace_s=15,
         expect_events=system.events_exchange is not None,
     )
     _state, measured = await run_load(cfg, gen, source)

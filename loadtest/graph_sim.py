@@ -90,6 +90,7 @@ class GraphSim:
         self.clock = clock
         self._by_token = {t.access_token: t for t in config.tenants}
         self._calls: dict[str, deque[float]] = {}
+        self.phone_numbers = {n.phone_number_id for t in config.tenants for n in t.numbers}
         self.media: dict[str, Media] = {}
 
     def tenant_of(self, request: Request) -> SimTenant | GraphError:
@@ -229,8 +230,8 @@ def create_graph_app(sim: GraphSim) -> FastAPI:
                 },
                 headers=headers,
             )
-        media = sim.lookup_media(object_id)
-        if media is None:
+        media = sim.lookup_media(object_id) if object_id not in sim.phone_numbers else None
+        if media is None:  # Meta does not say whether it exists or is someone else's
             return error_response(NO_SUCH_OBJECT, headers)
         return JSONResponse(
             {

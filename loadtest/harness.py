@@ -33,7 +33,8 @@ class RunConfig:
     connections: int = 64
     timeout_s: float = 10.0
     client: str = "aiohttp"
-    grace_s: float = 30.0
+    grace_s: float = 30.0  # give up once nothing new was published for this long
+    max_drain_s: float = 600.0  # and in any case this long after the last answer
     max_inflight: int = 20_000
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     expect_dedup: bool = False
@@ -47,6 +48,7 @@ class RunState:
 
     ledger: Ledger
     started: float = 0.0
+    last_published: float = 0.0
     scheduled: int = 0
     skipped_overload: int = 0
     attempts: int = 0
@@ -82,6 +84,7 @@ def make_event_hook(state: RunState) -> Any:
         if key is None:
             return
         state.published.add(at - state.started)
+        state.last_published = at
         acked = state.ledger.first_ack.get(key)
         if acked is not None and state.ledger.published[key] == 1:
             state.ack_to_pub.add(at - state.started, max(0.0, at - acked))
@@ -150,11 +153,17 @@ async def run_load(
         if tasks:
             await asyncio.wait(set(tasks))
         last_ack = time.perf_counter() - state.started
-        deadline = time.perf_counter() + (cfg.grace_s if cfg.expect_events else 0.0)
-        while state.ledger.missing() and time.perf_counter() < deadline:  # noqa: ASYNC110 -- polls a counter the consumer callback updates
+        # Lost means "never published while the service was still publishing": wait as
+        # long as new events keep arriving, until grace_s passes without one.
+        answered = time.perf_counter()
+        hard_deadline = answered + (cfg.max_drain_s if cfg.expect_events else 0.0)
+        while state.ledger.missing() and time.perf_counter() < hard_deadline:
+            if time.perf_counter() - max(state.last_published, answered) > cfg.grace_s:
+                break
             await asyncio.sleep(0.05)
         # A little longer, so late duplicates are seen too.
-        await asyncio.sleep(min(1.0, max(0.0, deadline - time.perf_counter())))
+        if cfg.expect_events:
+            await asyncio.sleep(1.0)
         if progress is not None:
             progress.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -175,7 +184,10 @@ def measurements(
     summary = state.ledger.summary()
     ack_values = [v for b in state.ack_latency.buckets.values() for v in b]
     seconds = max(int(cfg.duration_s) + 1, state.acks.span, state.published.span)
+    drain = max(0.0, state.last_published - state.started - last_ack)
     return {
+        "events_consumed": cfg.expect_events,
+        "publish_drain_s": round(drain, 2) if state.last_published else None,
         "rates": {
             "offered_rps": round(state.scheduled / cfg.duration_s, 1),
             "sent_rps": round((state.scheduled - state.skipped_overload) / send_window, 1),

@@ -75,14 +75,24 @@ def verdict(report: dict[str, Any]) -> list[str]:
     def fmt(d: dict[str, Any]) -> str:
         return " ".join(f"{k}={d[k]}" for k in ("p50", "p90", "p99", "p99.9", "max"))
 
+    events = (
+        f"events: acked {ev['keys_acked']} published {ev['keys_published']} lost {ev['lost']}"
+        f" | published duplicates {ev['published_duplicates']}"
+        f" unexpected {ev['unexpected_duplicates']}"
+        f" | order violations {ev['order_violations']}"
+        if report.get("events_consumed", True)
+        else "events: not consumed (the target publishes nothing the harness can match)"
+    )
     return [
         f"offered {r['offered_rps']} req/s, sent {r['sent_rps']}, achieved {r['achieved_rps']}"
         f" req/s; published {r['published_eps']} events/s",
         f"ack latency ms: {fmt(ack)}",
         f"ack→published ms: {fmt(pub)}",
         f"errors by status: {errors or 'none'}",
-        f"events: acked {ev['keys_acked']} published {ev['keys_published']} lost {ev['lost']}"
-        f" | published duplicates {ev['published_duplicates']}"
-        f" unexpected {ev['unexpected_duplicates']}"
-        f" | order violations {ev['order_violations']}",
+        events,
+        *(
+            [f"publishing went on {report['publish_drain_s']} s after the last answer"]
+            if report.get("publish_drain_s")
+            else []
+        ),
     ]

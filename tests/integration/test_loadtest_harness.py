@@ -31,8 +31,8 @@ def _free_port() -> int:
 
 async def test_harness_counts_no_loss_and_no_order_breaks(tmp_path: Path) -> None:
     """Three seconds at 40 req/s of batched, duplicated, reordered traffic: every acked
-    item is published, no conversation goes backwards, and the only re-publications are
-    the duplicates the generator sent on purpose (the service does not dedup yet)."""
+    item is published, no conversation goes backwards, and nothing is published more often
+    than the generator sent it."""
     tenants = generate_tenants(2, seed=7)
     directory = TenantDirectory(to_tenants_file(tenants).tenants)
     inbox_path, outbox_path = tmp_path / "inbox.db", tmp_path / "outbox.db"
@@ -94,6 +94,9 @@ async def test_harness_counts_no_loss_and_no_order_breaks(tmp_path: Path) -> Non
     assert events["order_violations"] == 0
     assert events["foreign_events"] == 0
     assert generator.stats.resent_bodies + generator.stats.reused_items > 0
-    assert events["published_duplicates"] == events["deliberate_copies"] > 0
+    assert events["deliberate_copies"] > 0
+    # Whether or not the service deduplicates deliveries, it never publishes an item more
+    # often than it was sent.
+    assert events["published_duplicates"] <= events["deliberate_copies"]
     assert events["unexpected_duplicates"] == 0
     assert report["ack_to_published_ms"]["count"] == events["keys_acked"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
@@ -32,6 +33,10 @@ def test_every_delivery_is_signed_with_its_tenants_secret_only() -> None:
         }
 
 
+def _owner(tenant_id: str) -> Callable[[str | None, str | None], str | None]:
+    return lambda _phone, _waba: tenant_id
+
+
 def test_batches_span_entries_and_changes_and_split_into_every_item() -> None:
     """A batch of B items becomes B inbox items; numbers of two WABAs make several entries."""
     gen = _gen(batch=6)
@@ -43,8 +48,7 @@ def test_batches_span_entries_and_changes_and_split_into_every_item() -> None:
         tenant = next(t for t in TENANTS if t.id == delivery.tenant_id)
         assert {e["id"] for e in body["entry"]} <= set(tenant.waba_ids)
         ctx = DeliveryContext("d", datetime.now(UTC), 4)
-        owner = delivery.tenant_id
-        items = split_delivery(body, ctx, lambda _p, _w, owner=owner: owner)
+        items = split_delivery(body, ctx, _owner(delivery.tenant_id))
         assert len(items) == len(delivery.keys) == 6
     assert multi_entry > 0
 
