@@ -36,6 +36,7 @@ META_IP = "203.0.113.7"  # inside the allowlist: plays Meta
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 PER_IP = 5
 PER_TENANT = 8
+WINDOW_S = 60  # long enough that a test never straddles two windows
 OTHER_SECRET = "other-tenant-secret"
 OTHER_PHONE = "222000222"
 
@@ -117,10 +118,10 @@ async def security_stack(
     if backend == "redis":
         assert redis_prefix is not None
         inbox = RedisInbox(REDIS_URL, redis_prefix)
-        limiter = RedisRateLimiter(REDIS_URL, redis_prefix)
+        limiter = RedisRateLimiter(REDIS_URL, redis_prefix, WINDOW_S)
     else:
         inbox = SqliteInbox(tmp_path / "inbox.db")
-        limiter = LocalRateLimiter()
+        limiter = LocalRateLimiter(WINDOW_S)
     config = IngressConfig(
         partitions=PARTITIONS,
         max_body_bytes=64 * 1024,
