@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 WABA = "102290129340398"
@@ -10,23 +11,28 @@ DISPLAY = "15550783881"
 
 
 def text_message(
-    wamid: str, sender: str, body: str = "hi", ts: int = 1_750_000_000
+    wamid: str, sender: str, body: str = "hi", ts: int | None = None
 ) -> dict[str, Any]:
     """A text message as it appears in value.messages[]."""
     return {
         "from": sender,
         "id": wamid,
-        "timestamp": str(ts),
+        "timestamp": str(ts if ts is not None else int(time.time())),
         "type": "text",
         "text": {"body": body},
     }
 
 
 def status(
-    wamid: str, recipient: str, state: str = "delivered", ts: int = 1_750_000_000
+    wamid: str, recipient: str, state: str = "delivered", ts: int | None = None
 ) -> dict[str, Any]:
     """A status as it appears in value.statuses[]."""
-    return {"id": wamid, "status": state, "timestamp": str(ts), "recipient_id": recipient}
+    return {
+        "id": wamid,
+        "status": state,
+        "timestamp": str(ts if ts is not None else int(time.time())),
+        "recipient_id": recipient,
+    }
 
 
 def messages_value(
