@@ -65,6 +65,16 @@ class _ShardMetrics:
             description="Batches the broker did not confirm (retried, never skipped).",
             tag_keys=keys,
         )
+        self.duplicates = metrics.Counter(
+            "wa_shard_duplicates",
+            description="Items not published because their event_id was already published.",
+            tag_keys=keys,
+        )
+        self.replays = metrics.Counter(
+            "wa_shard_replays",
+            description="Items older than the maximum age, published as category replay.",
+            tag_keys=keys,
+        )
         self.backlog = metrics.Gauge(
             "wa_inbox_backlog",
             description="Inbox entries of the partition not yet published and committed.",
@@ -77,6 +87,8 @@ class _ShardMetrics:
             self.published,
             self.redelivered,
             self.publish_failures,
+            self.duplicates,
+            self.replays,
             self.backlog,
         ):
             metric.set_default_tags(tags)
@@ -87,12 +99,12 @@ class _ShardMetrics:
         self.batch_seconds.observe(seconds)
         self.published.inc(size)
 
-    def counts(self, redelivered: int, failures: int) -> None:
-        """Increments since the last batch."""
-        if redelivered:
-            self.redelivered.inc(redelivered)
-        if failures:
-            self.publish_failures.inc(failures)
+    def counts(self, deltas: dict[str, int]) -> None:
+        """Increments since the last batch, by counter name."""
+        for name, delta in deltas.items():
+            if delta:
+                counter: metrics.Counter = getattr(self, name)
+                counter.inc(delta)
 
 
 @ray.remote(  # type: ignore[call-overload]  # Ray's stubs omit actor-only options
@@ -109,14 +121,19 @@ class ShardActor:
         self._shard = ConversationShard(config, inbox, publisher, on_batch=self._record)
         self._task: asyncio.Task[None] | None = None
         self._gauge_task: asyncio.Task[None] | None = None
-        self._counted = (0, 0)  # redelivered, publish failures already exported
+        self._counted: dict[str, int] = {}  # ShardStats counters already exported
 
     def _record(self, size: int, seconds: float) -> None:
         stats = self._shard.stats
-        redelivered, failures = self._counted
+        now = {
+            "redelivered": stats.redelivered,
+            "publish_failures": stats.publish_failures,
+            "duplicates": stats.duplicates,
+            "replays": stats.replays,
+        }
         self._metrics.batch(size, seconds)
-        self._metrics.counts(stats.redelivered - redelivered, stats.publish_failures - failures)
-        self._counted = (stats.redelivered, stats.publish_failures)
+        self._metrics.counts({k: v - self._counted.get(k, 0) for k, v in now.items()})
+        self._counted = now
 
     async def _export_backlog(self) -> None:
         """Every 5 s: the partition's backlog as a gauge (the lag a dashboard alerts on)."""
