@@ -119,9 +119,21 @@ class Ledger:
         self.foreign = 0
         self.order = OrderTracker()
 
+    def record_sending(self, keys: tuple[str, ...]) -> None:
+        """A POST attempt carrying these keys is about to start.
+
+        Registered before the request goes out, because the service may publish an item
+        before its 200 reaches us; the event must not be mistaken for someone else's.
+        """
+        self.attempted.update(keys)
+
     def record_attempt(self, keys: tuple[str, ...], acked_at: float | None) -> None:
         """One POST attempt carrying these keys; acked_at is set when it was answered 200."""
-        self.attempted.update(keys)
+        self.record_sending(keys)
+        self.record_answer(keys, acked_at)
+
+    def record_answer(self, keys: tuple[str, ...], acked_at: float | None) -> None:
+        """The answer to an attempt already registered with record_sending."""
         if acked_at is not None:
             for key in keys:
                 if key not in self.first_ack or acked_at < self.first_ack[key]:

@@ -37,7 +37,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wrk-duration", type=int, default=20)
     parser.add_argument("--wrk-connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=1)
-    parser.add_argument("--wrk-bodies", type=int, default=60_000)
+    parser.add_argument("--wrk-bodies", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--tenants", type=int, default=4)
     parser.add_argument("--conversations", type=int, default=5000)

@@ -69,7 +69,7 @@ def _on_attempt(state: RunState, result: SendResult, attempt: Attempt) -> None:
     if attempt.outcome != "200":
         state.outcomes[attempt.outcome] += 1
     acked_at = attempt.started + attempt.seconds if attempt.outcome == "200" else None
-    state.ledger.record_attempt(result.delivery.keys, acked_at)
+    state.ledger.record_answer(result.delivery.keys, acked_at)
     if acked_at is not None:
         state.acked += 1
         state.ack_latency.add(acked_at - state.started, acked_at - result.scheduled)
@@ -144,7 +144,12 @@ async def run_load(
                 continue
             state.send_lag.add(due - state.started, max(0.0, time.perf_counter() - due))
             task = asyncio.create_task(
-                sender.send(delivery, due, lambda r, a: _on_attempt(state, r, a))
+                sender.send(
+                    delivery,
+                    due,
+                    lambda r, a: _on_attempt(state, r, a),
+                    lambda d: state.ledger.record_sending(d.keys),
+                )
             )
             state.inflight += 1
             tasks.add(task)

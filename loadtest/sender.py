@@ -86,9 +86,16 @@ class MetaSender:
         self._clock = clock
 
     async def send(
-        self, delivery: Delivery, scheduled: float, on_attempt: AttemptHook | None = None
+        self,
+        delivery: Delivery,
+        scheduled: float,
+        on_attempt: AttemptHook | None = None,
+        on_start: Callable[[Delivery], None] | None = None,
     ) -> SendResult:
-        """POST until a 200 or the attempts run out; `scheduled` is the intended start."""
+        """POST until a 200 or the attempts run out; `scheduled` is the intended start.
+
+        on_start runs just before each attempt goes out, on_attempt once it is answered.
+        """
         result = SendResult(delivery, scheduled)
         headers = {
             "Content-Type": "application/json",
@@ -97,6 +104,8 @@ class MetaSender:
         }
         for attempt_no in range(1, self._policy.max_attempts + 1):
             async with self._slots:
+                if on_start is not None:
+                    on_start(delivery)
                 started = self._clock()
                 try:
                     outcome = str(await self._post(self._url, delivery.body, headers))

@@ -133,3 +133,15 @@ def test_series_buckets_by_second() -> None:
     assert series.counts(4) == [3, 0, 1, 0]
     assert series.quantile(3, 50) == [2.0, None, 10.0]
     assert series.span == 3
+
+
+def test_publication_before_the_200_arrives_is_ours_and_not_lost() -> None:
+    """The service may publish before its answer reaches the client: keys are registered
+    when the POST goes out, so such an event is matched, not taken for someone else's."""
+    ledger = Ledger()
+    ledger.record_sending(("w1",))
+    assert ledger.record_published(_event("w1", "c1", 1), at=1.0) == "w1"
+    ledger.record_answer(("w1",), acked_at=1.5)
+    summary = ledger.summary()
+    assert (summary.foreign_events, summary.lost, summary.published_before_ack) == (0, 0, 1)
+    assert ledger.ack_to_published() == {"w1": 0.0}
