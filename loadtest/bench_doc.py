@@ -130,9 +130,9 @@ def render_results(args: argparse.Namespace, results: Sequence[_Result]) -> str:
         "Latencies in ms. Ack latency is measured from each request's scheduled send time.",
         "RSS: sum over the whole process tree (for c: Ray's GCS, raylet, workers, Serve).",
         "",
-        "Command: `make bench` (= `.venv/bin/python -m loadtest bench`"
+        "Command: `make bench`, i.e. `.venv/bin/python -m loadtest bench"
         f" --rate {args.rate:.0f} --duration {args.duration:.0f}"
-        f" --wrk-duration {args.wrk_duration} --wrk-connections {args.wrk_connections}`)",
+        f" --wrk-duration {args.wrk_duration} --wrk-connections {args.wrk_connections}`",
     ]
     return "\n".join(lines)
 
