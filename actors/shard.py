@@ -42,6 +42,11 @@ class ShardConfig:
     partition: int
     batch_size: int = 256
     block_ms: int = 100
+    # After a partial batch, wait this long before reading again so that the next batch
+    # is larger: every batch costs four store round trips and one confirm wait whatever
+    # its size. Measured on 2 cores at ~1,150 req/s: 1-3 item batches cost ~590 us of
+    # shard CPU per event. The wait adds at most this much to ack->published latency.
+    linger_ms: float = 20.0
     max_backoff_s: float = 5.0
     sequence_cache: int = 100_000
     dedup: bool = True
@@ -101,10 +106,14 @@ class ConversationShard:
     async def run(self) -> None:
         """Process batches until stop(); store/broker failures are retried, never skipped."""
         backoff = 0.05
+        linger = self.config.linger_ms / 1000
         while not self._stopping.is_set():
             try:
-                await self.run_once()
+                done = await self.run_once()
                 backoff = 0.05
+                if 0 < done < self.config.batch_size and linger > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=linger)
             except AdapterError as exc:
                 # Why retry forever: the entries stay in the inbox uncommitted, so nothing is
                 # lost while the store or broker is down; skipping ahead would break order.

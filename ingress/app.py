@@ -253,7 +253,7 @@ def create_app(deps: IngressDeps) -> FastAPI:
         if not stored:
             metrics.duplicates.inc()
             metrics.observe_request("duplicate", done - started)
-            log.info("webhook_duplicate", source=mask_address(client))
+            log.debug("webhook_duplicate", source=mask_address(client))
             return JSONResponse({"status": "duplicate", "items": 0})
         metrics.observe_request("accepted", done - started)
         for item in items:

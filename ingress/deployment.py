@@ -16,6 +16,9 @@ from ingress.app import IngressDeps, create_app
     max_ongoing_requests=256,
     graceful_shutdown_wait_loop_s=1,
     graceful_shutdown_timeout_s=30,
+    # Serve's per-request access log cost ~4% of the replica's CPU at saturation; the
+    # ingress counts every outcome in /metrics and logs every rejection itself.
+    logging_config={"enable_access_log": False},
 )
 @serve.ingress()
 class WebhookIngress:
