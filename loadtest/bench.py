@@ -43,6 +43,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--conversations", type=int, default=5000)
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--shards", type=int, default=2, help="WA_SHARDS of system c")
+    parser.add_argument(
+        "--ingress-replicas", type=int, default=1, help="WA_INGRESS_REPLICAS of system c"
+    )
     parser.add_argument(
         "--port-base", type=int, default=8100, help="ports: c=base, a=+1, b=+2, a0=+3"
     )

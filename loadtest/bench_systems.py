@@ -116,6 +116,9 @@ def systems(args: argparse.Namespace, run_id: str, tenants_file: Path, work: Pat
                 "WA_TENANTS_FILE": str(tenants_file),
                 "WA_DATA_DIR": str(work / "service-data"),
                 "WA_LOG_LEVEL": "WARNING",
+                # One shard per core: on 2 cores, more shards only make smaller batches.
+                "WA_SHARDS": str(args.shards),
+                "WA_INGRESS_REPLICAS": str(args.ingress_replicas),
             },
             ready_timeout_s=900.0,  # may first wait for another user's Ray to release the lock
             drain_exchange=service_exchange,
