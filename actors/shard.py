@@ -64,6 +64,7 @@ class ShardStats:
     duplicates: int = 0
     replays: int = 0
     last_batch: int = 0
+    last_publish_s: float = 0.0  # publish call to the last broker confirm, last batch
     backlog: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -141,9 +142,11 @@ class ConversationShard:
         if batch.events is None:
             batch.events, batch.updates, batch.seen = await self._sequence(batch.stored)
         if not batch.published:
+            publish_started = asyncio.get_running_loop().time()
             try:
                 if batch.events:
                     await self._publisher.publish(batch.events)
+                    self.stats.last_publish_s = asyncio.get_running_loop().time() - publish_started
             except AdapterError:
                 self.stats.publish_failures += 1
                 raise

@@ -49,6 +49,12 @@ class _ShardMetrics:
             boundaries=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
             tag_keys=keys,
         )
+        self.publish_seconds = metrics.Histogram(
+            "wa_shard_publish_duration_seconds",
+            description="From publishing a batch to the broker's last confirm.",
+            boundaries=[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+            tag_keys=keys,
+        )
         # Counters get `_total` appended by the exporter.
         self.published = metrics.Counter(
             "wa_shard_events_published",
@@ -84,6 +90,7 @@ class _ShardMetrics:
         for metric in (
             self.batch_size,
             self.batch_seconds,
+            self.publish_seconds,
             self.published,
             self.redelivered,
             self.publish_failures,
@@ -132,6 +139,8 @@ class ShardActor:
             "replays": stats.replays,
         }
         self._metrics.batch(size, seconds)
+        if size:
+            self._metrics.publish_seconds.observe(stats.last_publish_s)
         self._metrics.counts({k: v - self._counted.get(k, 0) for k, v in now.items()})
         self._counted = now
 

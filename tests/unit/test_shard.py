@@ -55,6 +55,7 @@ async def test_sequences_increase_per_conversation_in_append_order(tmp_path: Pat
         ("b", 3),
     ]
     assert await inbox.backlog(0) == 0
+    assert shard.stats.last_publish_s > 0  # exported as wa_shard_publish_duration_seconds
     await inbox.close()
     await outbox.close()
 
