@@ -119,8 +119,8 @@ async def test_every_meta_docs_payload_is_accepted_and_published_item_by_item(
     files = sorted((PAYLOADS / "meta-docs").glob("*.json"))
     expected: set[str] = set()
     for path in files:
-        _, events = run_pipeline(orjson.loads(path.read_bytes()))
-        expected |= {event.event_id for event in events}
+        _, normalized = run_pipeline(orjson.loads(path.read_bytes()))
+        expected |= {event.event_id for event in normalized}
     connection = await aio_pika.connect(RABBITMQ_URL)
     async with connection:
         channel = await connection.channel()
