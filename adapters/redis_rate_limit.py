@@ -47,8 +47,13 @@ class RedisRateLimiter:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[float] = loop.create_future()
         self._queue.append((limits, future))
-        if self._timer is None:
-            self._timer = loop.call_later(self._linger_s, self._flush)
+        if len(self._queue) == 1:  # the first hit of a new group schedules its flush
+            if self._linger_s > 0:
+                self._timer = loop.call_later(self._linger_s, self._flush)
+            else:
+                # No timer: the group is every request that reached its limit check in
+                # this loop iteration; under load that is many, at rest it costs no wait.
+                loop.call_soon(self._flush)
         return await future
 
     def _flush(self) -> None:
@@ -98,6 +103,7 @@ class RedisRateLimiter:
         """Finish pending counts and close the connection pool."""
         if self._timer is not None:
             self._timer.cancel()
+        if self._queue:
             self._flush()
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
