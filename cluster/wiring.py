@@ -40,18 +40,19 @@ class Wiring(BaseModel):
     max_body_bytes: int
     append_linger_s: float
     shard_batch_size: int
-    log_level: str = "INFO"
-    dedup_window_s: int = 7 * 24 * 3600
-    max_item_age_s: int = 7 * 24 * 3600
-    rate_limit_window_s: int = 1
-    rate_limit_per_ip: int = 5_000
-    rate_limit_per_tenant: int = 20_000
-    max_json_depth: int = 32
-    max_json_array: int = 10_000
-    body_timeout_s: float = 10.0
-    allowed_cidrs: tuple[str, ...] | None = None  # None: the allowlist is off
-    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    admin_token: SecretStr | None = None
+    # No defaults here: Settings is the one place that has them (built by from_settings).
+    log_level: str
+    dedup_window_s: int
+    max_item_age_s: int
+    rate_limit_window_s: int
+    rate_limit_per_ip: int
+    rate_limit_per_tenant: int
+    max_json_depth: int
+    max_json_array: int
+    body_timeout_s: float
+    allowed_cidrs: tuple[str, ...] | None  # None: the allowlist is off
+    trusted_proxies: tuple[str, ...]
+    admin_token: SecretStr | None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Wiring:
