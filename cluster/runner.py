@@ -78,14 +78,18 @@ def run(settings: Settings) -> None:
         stop.set()
 
     started_ray = not ray.is_initialized() and settings.ray_address is None
-    ray.init(
-        address=settings.ray_address,
-        namespace="wa-ingest",
-        num_cpus=settings.ray_num_cpus,
-        include_dashboard=False if settings.ray_address is None else None,
-        log_to_driver=True,
-        _metrics_export_port=settings.ray_metrics_port if settings.ray_address is None else None,
-    )
+    if settings.ray_address is None:
+        ray.init(
+            namespace="wa-ingest",
+            log_to_driver=True,
+            num_cpus=settings.ray_num_cpus,
+            include_dashboard=settings.ray_dashboard,
+            dashboard_host="127.0.0.1",
+            dashboard_port=settings.ray_dashboard_port,
+            _metrics_export_port=settings.ray_metrics_port,
+        )
+    else:  # the cluster's own options (dashboard, metrics port) were set when it started
+        ray.init(address=settings.ray_address, namespace="wa-ingest", log_to_driver=True)
     # After ray.init: it installs a SIGTERM handler that exits at once, skipping the drain.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     ray_num_cpus: int | None = None
     ray_metrics_port: int | None = None
+    ray_dashboard: bool = True
+    ray_dashboard_port: int = 8265
     log_level: str = "INFO"
     # Security (issue 5); docs/security.md explains each.
     allowlist_enabled: bool | None = None  # None: on in production, off in embedded

@@ -89,6 +89,8 @@ def start_service(data_dir: Path, env: dict[str, str], port: int | None = None) 
         "WA_PORT": str(port),
         "WA_DATA_DIR": str(data_dir),
         "WA_SHARDS": "2",
+        # Tests run clusters one after another; the dashboard's fixed port is not needed.
+        "WA_RAY_DASHBOARD": "false",
         "WA_LOG_LEVEL": "INFO",
         **env,
     }
