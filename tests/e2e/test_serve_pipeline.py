@@ -117,10 +117,16 @@ async def test_every_meta_docs_payload_is_accepted_and_published_item_by_item(
     once (documentation examples reuse wamids; the service deduplicates them)."""
     running, exchange = service
     files = sorted((PAYLOADS / "meta-docs").glob("*.json"))
-    expected: set[str] = set()
+    conversations: dict[str, set[str]] = {}
     for path in files:
         _, normalized = run_pipeline(orjson.loads(path.read_bytes()))
-        expected |= {event.event_id for event in normalized}
+        for event in normalized:
+            conversations.setdefault(event.event_id, set()).add(event.conversation_id)
+    expected = set(conversations)
+    # Item dedup is per conversation shard: the docs reuse a few placeholder wamids in
+    # unrelated conversations (other numbers/senders), which two shards may publish
+    # concurrently. Only those may appear twice (see docs/security.md).
+    cross = {event_id for event_id, convs in conversations.items() if len(convs) > 1}
     connection = await aio_pika.connect(RABBITMQ_URL)
     async with connection:
         channel = await connection.channel()
@@ -130,9 +136,11 @@ async def test_every_meta_docs_payload_is_accepted_and_published_item_by_item(
                 raw, headers = signed(path.read_bytes(), SECRET)
                 response = await client.post("/webhook", content=raw, headers=headers)
                 assert response.status_code == 200, (path.name, response.text)
-        events = await consume(queue, len(expected) + 1, timeout_s=60)
+        events = await consume(queue, len(expected) + len(cross) + 1, timeout_s=60)
         published = [body["event_id"] for _, body in events]
-        assert sorted(published) == sorted(expected)
+        assert set(published) == expected
+        repeated = {event_id for event_id in published if published.count(event_id) > 1}
+        assert repeated <= cross
         for key, body in events:
             event = NormalizedEvent.model_validate(body)
             assert key == event.routing_key
