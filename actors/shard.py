@@ -115,11 +115,16 @@ class ConversationShard:
                 if 0 < done < self.config.batch_size and linger > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=linger)
-            except AdapterError as exc:
+            except Exception as exc:  # the loop's one catch-all (see below); re-checked: not blind
                 # Why retry forever: the entries stay in the inbox uncommitted, so nothing is
                 # lost while the store or broker is down; skipping ahead would break order.
-                self.stats.errors = [*self.stats.errors[-9:], str(exc)]
-                log.warning("shard_retry", partition=self.config.partition, error=str(exc))
+                # An unexpected error (a bug) must not end the loop silently either: it is
+                # logged with its traceback, counted, and the batch retried with backoff.
+                self.stats.errors = [*self.stats.errors[-9:], f"{type(exc).__name__}: {exc}"]
+                if isinstance(exc, AdapterError):
+                    log.warning("shard_retry", partition=self.config.partition, error=str(exc))
+                else:
+                    log.exception("shard_error", partition=self.config.partition)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
                 backoff = min(backoff * 2, self.config.max_backoff_s)

@@ -43,7 +43,11 @@ class RedisInbox:
     """The Inbox port on Redis Streams."""
 
     def __init__(self, url: str, prefix: str = "wa:", window_s: int = DEFAULT_WINDOW_S) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
+        # Timeouts: a Redis that stops answering must fail the request (503) or the batch
+        # (retried), never hang it. Reads block at most block_ms, well under 10 s.
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=10, socket_connect_timeout=5
+        )
         self._prefix = prefix
         self._window_s = window_s
         self._append_once = self._redis.register_script(_APPEND_ONCE)
@@ -117,30 +121,42 @@ class RedisInbox:
         self._groups.add(partition)
 
     async def read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
-        """Pending entries of this partition's consumer first, then new ones."""
+        """Pending entries of this partition's consumer first, then new ones.
+
+        One batch is read at a time and nothing is in hand when `read` is called, so every
+        pending entry of this consumer is an orphan of a failed or crashed batch. If a read
+        fails after Redis may already have handed entries over (a lost reply makes them
+        pending), the next read starts again from this consumer's pending entries.
+        """
+        try:
+            return await self._read(partition, count, block_ms)
+        except Exception as exc:
+            self._pending_done.discard(partition)
+            self._pending_from.pop(partition, None)
+            if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                self._groups.discard(partition)  # Redis lost the group: create it again
+            if isinstance(exc, RedisError):
+                raise TransientError(f"redis read: {exc}") from exc
+            raise
+
+    async def _read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
         key = self.stream(partition)
         consumer = f"p{partition}"
-        try:
-            await self._ensure_group(partition)
-            if partition not in self._pending_done:
-                start = self._pending_from.get(partition, "0")
-                reply: Any = await self._redis.xreadgroup(
-                    GROUP, consumer, {key: start}, count=count
-                )
-                entries = [e for _, batch in reply or [] for e in batch]
-                if entries:
-                    last = entries[-1][0]
-                    self._pending_from[partition] = (
-                        last.decode() if isinstance(last, bytes) else last
-                    )
-                    await self._ack_deleted(key, reply)
-                    return self._decode(reply, redelivered=True)
-                self._pending_done.add(partition)
-            reply = await self._redis.xreadgroup(
-                GROUP, consumer, {key: ">"}, count=count, block=block_ms
-            )
-        except RedisError as exc:
-            raise TransientError(f"redis read: {exc}") from exc
+        await self._ensure_group(partition)
+        if partition not in self._pending_done:
+            start = self._pending_from.get(partition, "0")
+            reply: Any = await self._redis.xreadgroup(GROUP, consumer, {key: start}, count=count)
+            entries = [e for _, batch in reply or [] for e in batch]
+            if entries:
+                stored = self._decode(reply, redelivered=True)
+                await self._ack_deleted(key, reply)
+                last = entries[-1][0]
+                self._pending_from[partition] = last.decode() if isinstance(last, bytes) else last
+                return stored
+            self._pending_done.add(partition)
+        reply = await self._redis.xreadgroup(
+            GROUP, consumer, {key: ">"}, count=count, block=block_ms
+        )
         return self._decode(reply, redelivered=False)
 
     async def _ack_deleted(self, key: str, reply: Any) -> None:

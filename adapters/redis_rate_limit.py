@@ -31,7 +31,9 @@ class RedisRateLimiter:
     def __init__(
         self, url: str, prefix: str = "wa:", window_s: int = 1, linger_s: float = 0.001
     ) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=10, socket_connect_timeout=5
+        )
         self._prefix = prefix
         self._window_s = max(1, window_s)
         self._linger_s = linger_s

@@ -140,12 +140,13 @@ class SqliteInbox:
                 break
             await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
             delay = min(delay * 2, _IDLE_POLL_S[1])
-        if rows:
-            self._cursor[partition] = rows[-1][0]
-        return [
+        stored = [
             StoredItem(entry_id=str(row_id), item=load_item(body), deliveries=deliveries + 1)
             for row_id, body, deliveries in rows
         ]
+        if rows:  # only once decoded: a failure leaves the entries to be read again
+            self._cursor[partition] = rows[-1][0]
+        return stored
 
     async def commit(
         self,

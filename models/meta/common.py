@@ -26,15 +26,19 @@ def _to_id(value: Any) -> Any:
 
 def _to_datetime(value: Any) -> Any:
     """Unix seconds as int or digit string (Meta uses both); ISO strings on re-validation."""
-    if isinstance(value, datetime | bool):
+    if isinstance(value, bool):
         return value
+    if isinstance(value, datetime):
+        # A naive time would make age checks raise; Meta's and ours are UTC.
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
     if isinstance(value, int | float) or (isinstance(value, str) and value.strip().isdigit()):
         seconds = int(value)
         if not 0 < seconds < _MAX_UNIX:
             raise ValueError("unix timestamp out of range")
         return datetime.fromtimestamp(seconds, tz=UTC)
     if isinstance(value, str) and _ISO.match(value):
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
     raise ValueError("timestamp must be unix seconds (int or digit string)")
 
 

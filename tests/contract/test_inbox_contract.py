@@ -100,3 +100,24 @@ async def test_items_round_trip_unchanged(make_inbox: Factory) -> None:
     await inbox.append([original])
     (stored,) = await inbox.read(0, 1, 50)
     assert stored.item == original
+
+
+@pytest.mark.redis
+async def test_redis_recreates_a_lost_consumer_group_and_rereads(redis_prefix: str) -> None:
+    """Redis lost the group (data loss / failover): the read fails once, then the group is
+    created again from id 0 and every uncommitted entry is read again, none skipped."""
+    import redis.asyncio as aioredis
+
+    from adapters.errors import TransientError
+
+    inbox = RedisInbox(REDIS_URL, redis_prefix)
+    await inbox.append([item(1), item(2)])
+    assert len(await inbox.read(0, 10, 50)) == 2  # handed out, not committed
+    raw = aioredis.Redis.from_url(REDIS_URL)
+    await raw.xgroup_destroy(inbox.stream(0), "shards")
+    await raw.aclose()
+    with pytest.raises(TransientError):
+        await inbox.read(0, 10, 50)
+    again = await inbox.read(0, 10, 50)
+    assert [s.item.delivery_id for s in again] == ["d1", "d2"]
+    await inbox.close()

@@ -142,3 +142,36 @@ async def test_run_stops_after_the_batch_in_hand(tmp_path: Path) -> None:
     assert await inbox.backlog(0) == 0
     await inbox.close()
     await outbox.close()
+
+
+class BrokenPublisher(FlakyPublisher):
+    """A publisher with a bug (not an adapter error) on its first call."""
+
+    async def publish(self, events: Sequence[NormalizedEvent]) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RuntimeError("a bug, not an outage")
+        await self.inner.publish(events)
+
+
+async def test_an_unexpected_error_is_retried_not_fatal_to_the_partition(tmp_path: Path) -> None:
+    """run() survives a non-adapter exception: logged, counted, the batch published after."""
+    import asyncio
+
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    shard = ConversationShard(
+        ShardConfig(partition=0, block_ms=10), inbox, BrokenPublisher(outbox, failures=1)
+    )
+    await inbox.append([inbox_item(1), inbox_item(2)])
+    task = asyncio.create_task(shard.run())
+    for _ in range(300):
+        if shard.stats.published >= 2:
+            break
+        await asyncio.sleep(0.01)
+    shard.stop()
+    await asyncio.wait_for(task, timeout=5)
+    assert published(tmp_path / "outbox.db") == [("c1", 1), ("c1", 2)]
+    assert shard.stats.errors[0].startswith("RuntimeError")
+    await inbox.close()
+    await outbox.close()
