@@ -6,6 +6,7 @@ whole pipeline; it takes no traffic. Serve's health check restarts a dead shard'
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import ray
@@ -49,8 +50,11 @@ class ShardPool:
         return [await shard.status.remote() for shard in self._shards]
 
     async def drain(self) -> list[ShardStatus]:
-        """Finish in-flight batches on every shard and stop them."""
-        return [await shard.drain.remote() for shard in self._shards]
+        """Finish in-flight batches on every shard (all at once) and stop them."""
+        statuses: list[ShardStatus] = await asyncio.gather(
+            *(shard.drain.remote() for shard in self._shards)
+        )
+        return statuses
 
     async def __del__(self) -> None:
         """Serve's graceful shutdown: drain, then end the actors this pool owns."""

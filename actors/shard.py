@@ -104,6 +104,10 @@ class ConversationShard:
         """Finish the batch in hand, then return from run()."""
         self._stopping.set()
 
+    def resume(self) -> None:
+        """Allow run() again after a stop() (an actor drained and then asked to run)."""
+        self._stopping.clear()
+
     async def run(self) -> None:
         """Process batches until stop(); store/broker failures are retried, never skipped."""
         backoff = 0.05
@@ -115,7 +119,7 @@ class ConversationShard:
                 if 0 < done < self.config.batch_size and linger > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=linger)
-            except Exception as exc:  # the loop's one catch-all (see below); re-checked: not blind
+            except Exception as exc:  # the loop's one catch-all, explained below
                 # Why retry forever: the entries stay in the inbox uncommitted, so nothing is
                 # lost while the store or broker is down; skipping ahead would break order.
                 # An unexpected error (a bug) must not end the loop silently either: it is

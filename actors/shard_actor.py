@@ -155,6 +155,7 @@ class ShardActor:
         """Start the pull loop if it is not running (also after an actor restart)."""
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done():
+            self._shard.resume()
             self._task = loop.create_task(self._shard.run())
         if self._gauge_task is None or self._gauge_task.done():
             self._gauge_task = loop.create_task(self._export_backlog())

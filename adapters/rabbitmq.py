@@ -91,17 +91,20 @@ class RabbitPublisher:
             )
             for event in events
         ]
+        # Tasks are created in order and aiormq's channel lock is FIFO, so frames go out
+        # in publish order; confirms are awaited together.
+        sends = [
+            asyncio.ensure_future(exchange.publish(message, routing_key, mandatory=False))
+            for message, routing_key in messages
+        ]
         try:
-            confirms = await asyncio.wait_for(
-                asyncio.gather(
-                    *(
-                        exchange.publish(message, routing_key, mandatory=False)
-                        for message, routing_key in messages
-                    )
-                ),
-                timeout=self._timeout,
-            )
-        except (TimeoutError, AMQPError, DeliveryError, OSError) as exc:
+            confirms = await asyncio.wait_for(asyncio.gather(*sends), timeout=self._timeout)
+        except (AMQPError, DeliveryError, OSError, TimeoutError, RuntimeError) as exc:
+            # RuntimeError: aiormq's ChannelInvalidStateError on a closed channel. The
+            # sends still running are cancelled and collected before reconnecting.
+            for send in sends:
+                send.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
             await self._reset()
             raise TransientError(f"rabbitmq publish: {exc!r}") from exc
         if not all(isinstance(confirm, Basic.Ack) for confirm in confirms):
