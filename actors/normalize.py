@@ -133,7 +133,9 @@ def _status(item: InboxItem) -> _Parts:
     return _Parts(
         category="status" if item.field == "messages" else category_of(item.field),
         type=state if item.field == "messages" else "status",
-        event_id=f"{status.id}:{state}",
+        # A group message has one status per participant: the participant is part of the key.
+        event_id=f"{status.id}:{state}"
+        + (f":{status.recipient_participant_id}" if status.recipient_participant_id else ""),
         occurred_at=status.timestamp,
         data=data,
         customer=customer,
@@ -146,7 +148,7 @@ def _error(item: InboxItem) -> _Parts:
     return _Parts(
         category="error",
         type="error",
-        event_id=content_id(item.tenant_id, item.phone_number_id, item.item),
+        event_id=content_id(item.tenant_id, item.phone_number_id, item.entry_time, item.item),
         occurred_at=None,
         data=ErrorEventData(error=error_info(error)),
     )
@@ -154,7 +156,7 @@ def _error(item: InboxItem) -> _Parts:
 
 def _field(item: InboxItem) -> _Parts:
     value = parse_field(item.field, item.item)
-    event_id = content_id(item.tenant_id, item.field, item.waba_id, item.item)
+    event_id = content_id(item.tenant_id, item.field, item.waba_id, item.entry_time, item.item)
     if isinstance(value, UnknownFieldData):
         return _Parts(category_of(item.field), routing_token(item.field), event_id, None, value)
     return _Parts(
@@ -185,7 +187,9 @@ def _unsupported(item: InboxItem, exc: ValidationError) -> _Parts:
         state = raw.get("status")
         event_id = f"{raw_id}:{routing_token(state) if isinstance(state, str) else 'unknown'}"
     else:
-        event_id = content_id(item.tenant_id, item.kind, item.field, item.waba_id, raw)
+        event_id = content_id(
+            item.tenant_id, item.kind, item.field, item.waba_id, item.entry_time, raw
+        )
     issues = [
         ValidationIssue(
             loc=".".join(str(part) for part in error["loc"]), msg=error["msg"], type=error["type"]

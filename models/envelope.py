@@ -127,6 +127,9 @@ def split_delivery(
     items: list[InboxItem] = []
     for e_idx, entry in enumerate(validate_envelope(body)):
         waba_id = _str_or_none(entry.get("id"))
+        entry_time = entry.get("time")
+        if not isinstance(entry_time, int | str) or isinstance(entry_time, bool):
+            entry_time = None
         for c_idx, change in enumerate(entry["changes"]):
             field = _field_of(entry, change) or ""
             value = change.get("value")
@@ -166,6 +169,7 @@ def split_delivery(
                         field=field,
                         position=(e_idx, c_idx, i_idx),
                         waba_id=waba_id,
+                        entry_time=entry_time,
                         phone_number_id=phone_number_id,
                         display_phone_number=display,
                         conversation_key=key,

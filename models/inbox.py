@@ -27,6 +27,10 @@ class InboxItem(BaseModel):
     field: str
     position: tuple[int, int, int]
     waba_id: str | None = None
+    # The entry's `time` as Meta sent it: part of the idempotency key of items that carry
+    # no id (account/template events, errors), so a recurring event is not taken for a
+    # retry of the earlier one; a retry of the same body repeats it exactly.
+    entry_time: int | str | None = None
     phone_number_id: str | None = None
     display_phone_number: str | None = None
     conversation_key: str
