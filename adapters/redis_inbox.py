@@ -30,11 +30,15 @@ GROUP = "shards"
 DEFAULT_WINDOW_S = 7 * 24 * 3600
 
 # KEYS[1]: the delivery's mark; KEYS[2..]: one stream per item; ARGV[1]: window seconds;
-# ARGV[2..]: one encoded item per stream. SET NX is the first write, so a duplicate (or an
-# out-of-memory refusal) writes nothing at all.
+# ARGV[2..]: one encoded item per stream. Scripts are not rolled back on error, so the
+# mark is written last: if an XADD fails part-way (out of memory, a wrong key type), no
+# mark exists, Meta's retry appends the whole delivery again and the shards' item dedup
+# drops what was already there. Setting it first would answer that retry "duplicate"
+# with items missing.
 _APPEND_ONCE = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for i = 2, #KEYS do redis.call('XADD', KEYS[i], '*', 'd', ARGV[i]) end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 """
 
