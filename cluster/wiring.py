@@ -146,6 +146,7 @@ def ingress_deps(wiring: Wiring) -> IngressDeps:
         directory=TenantDirectory(wiring.tenants),
         inbox=build_inbox(wiring),
         ready_checks={"publisher": publisher.ping},
+        closers=[publisher.close],
         rate_limiter=build_rate_limiter(wiring),
     )
 

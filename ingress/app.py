@@ -77,6 +77,15 @@ class IngressDeps:
     inbox: Inbox
     ready_checks: dict[str, ReadyCheck] = field(default_factory=dict)
     rate_limiter: RateLimiter | None = None  # None: no rate limits (tests of other checks)
+    # Other resources the replica holds (e.g. the publisher behind a readiness check).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Release every connection the dependencies hold."""
+        closers = [self.inbox.close, *self.closers]
+        if self.rate_limiter is not None:
+            closers.append(self.rate_limiter.close)
+        await asyncio.gather(*(close() for close in closers), return_exceptions=True)
 
 
 class _TenantNotVerified(LookupError):

@@ -46,7 +46,7 @@ class WebhookIngress:
         return self._app
 
     async def __del__(self) -> None:
-        """Graceful shutdown: flush appends in flight, close the inbox."""
+        """Graceful shutdown: flush appends in flight, then close every connection."""
         if self._app is not None:
             await self._app.state.batcher.drain()
-        await self._deps.inbox.close()
+        await self._deps.close()
