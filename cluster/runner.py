@@ -43,12 +43,19 @@ def clear_stale_run(pidfile: Path) -> None:
     pidfile.unlink(missing_ok=True)
 
 
-def _record_forever(pidfile: Path, stop: threading.Event) -> None:
-    """Keep the pidfile current: Ray starts workers and reloads HAProxy while it runs."""
+def _record_forever(pidfile: Path, stop: threading.Event, now: threading.Event) -> None:
+    """Keep the pidfile current: Ray starts workers and reloads HAProxy while it runs.
+
+    Every 0.5 s (a /proc scan costs ~5 ms), and at once when `now` is set (right after the
+    deployment is up, when HAProxy has just been started): a kill -9 can only miss a
+    process started in the last half second.
+    """
     procs: list[process_tree.Proc] = []
     while True:
         procs = process_tree.record(pidfile, os.getpid(), procs)
-        if stop.wait(2.0):
+        if now.wait(0.5):
+            now.clear()
+        if stop.is_set():
             return
 
 
@@ -68,8 +75,12 @@ def run(settings: Settings) -> None:
 
     stop = threading.Event()
     recorder_stop = threading.Event()
+    record_now = threading.Event()
     recorder = threading.Thread(
-        target=_record_forever, args=(pidfile, recorder_stop), name="pidfile", daemon=True
+        target=_record_forever,
+        args=(pidfile, recorder_stop, record_now),
+        name="pidfile",
+        daemon=True,
     )
     recorder.start()
 
@@ -100,6 +111,7 @@ def run(settings: Settings) -> None:
             name=APP_NAME,
             route_prefix="/",
         )
+        record_now.set()
         log.info(
             "serving",
             url=f"http://{settings.host}:{settings.port}/webhook",
@@ -125,6 +137,7 @@ def run(settings: Settings) -> None:
             ray.shutdown()
             log.info("ray_stopped")
         recorder_stop.set()
+        record_now.set()
         recorder.join()
         # Whatever this run started and Ray left running (agents, HAProxy) ends here.
         process_tree.end(process_tree.load(pidfile))
