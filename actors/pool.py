@@ -10,10 +10,14 @@ import asyncio
 from collections.abc import Callable
 
 import ray
+import structlog
 from ray import serve
 
 from actors.shard import ShardConfig
 from actors.shard_actor import ShardActor, ShardDepsFactory, ShardStatus, shard_actor_options
+
+_HEALTH_WAIT_S = 10.0
+log = structlog.get_logger("pool")
 
 
 @serve.deployment(
@@ -41,9 +45,17 @@ class ShardPool:
         ray.get([shard.ensure_running.remote() for shard in self._shards])
 
     async def check_health(self) -> None:
-        """Called by Serve: (re)start every shard's loop; raises if a shard cannot answer."""
-        for shard in self._shards:
-            await shard.ensure_running.remote()
+        """Called by Serve every 2 s: (re)start every shard's loop, all shards at once.
+
+        Never raises for a shard that is slow to answer: Ray restarts a crashed shard
+        actor by itself (max_restarts=-1), and failing this check would make Serve replace
+        the pool, whose shutdown drains and ends every healthy shard too.
+        """
+        pending = [shard.ensure_running.remote() for shard in self._shards]
+        try:
+            await asyncio.wait_for(asyncio.gather(*pending), timeout=_HEALTH_WAIT_S)
+        except TimeoutError:
+            log.warning("shard_restarting", waited_s=_HEALTH_WAIT_S)
 
     async def status(self) -> list[ShardStatus]:
         """Every shard's status, by partition."""

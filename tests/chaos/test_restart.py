@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import httpx
 import pytest
 
 from adapters.outbox import read_outbox
+from cluster import process_tree
 from cluster.settings import DEV_APP_SECRET
 from tests.support.app import signed
 from tests.support.bodies import envelope, messages_value, text_message
@@ -63,3 +66,50 @@ def test_a_second_run_after_kill_9_serves_and_loses_nothing(tmp_path: Path) -> N
         assert second.terminate() == 0
     finally:
         second.cleanup()
+
+
+def _shard_actor_pids(data_dir: Path) -> list[int]:
+    """Pids of the shard actors this service started (from its recorded process tree)."""
+    pids = []
+    for pid, _ in process_tree.load(data_dir / "run.pid"):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"ray::ShardActor"):
+            pids.append(pid)
+    return pids
+
+
+def test_a_shard_actor_killed_mid_stream_is_restarted_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    """kill -9 every shard actor while messages keep arriving: Ray restarts them, the pool's
+    health check restarts their loops, and every acknowledged message is published, in
+    order per conversation."""
+    data_dir = tmp_path / "svc"
+    service = start_service(data_dir, {})
+    try:
+        service.wait_ready()
+        for n in range(20):
+            assert post(service.url, f"wamid.pre{n}") == 200
+        victims = _shard_actor_pids(data_dir)
+        assert victims, service.tail()
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        for n in range(20):
+            assert post(service.url, f"wamid.post{n}") == 200
+        expected = {f"wamid.pre{n}" for n in range(20)} | {f"wamid.post{n}" for n in range(20)}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            ids = published_ids(data_dir)
+            if expected <= {event_id for event_id, _ in ids}:
+                break
+            time.sleep(0.5)
+        ids = published_ids(data_dir)
+        assert expected <= {event_id for event_id, _ in ids}, service.tail()
+        sequences = [seq for _, seq in ids]  # one conversation: the same customer throughout
+        assert sequences == sorted(sequences)
+        assert service.terminate() == 0
+    finally:
+        service.cleanup()
