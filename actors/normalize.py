@@ -54,6 +54,12 @@ def content_id(*parts: Any) -> str:
     return f"h:{digest[:40]}"
 
 
+def status_event_id(wamid: str, state: str, participant: str | None) -> str:
+    """`<wamid>:<state>`; a group message has one status per participant, who is then
+    part of the key (`<wamid>:<state>:<participant>`)."""
+    return f"{wamid}:{state}:{participant}" if participant else f"{wamid}:{state}"
+
+
 @dataclass(frozen=True, slots=True)
 class _Parts:
     """What a handler decides; `normalize` adds the item's envelope facts."""
@@ -133,9 +139,7 @@ def _status(item: InboxItem) -> _Parts:
     return _Parts(
         category="status" if item.field == "messages" else category_of(item.field),
         type=state if item.field == "messages" else "status",
-        # A group message has one status per participant: the participant is part of the key.
-        event_id=f"{status.id}:{state}"
-        + (f":{status.recipient_participant_id}" if status.recipient_participant_id else ""),
+        event_id=status_event_id(status.id, state, status.recipient_participant_id),
         occurred_at=status.timestamp,
         data=data,
         customer=customer,
@@ -185,7 +189,12 @@ def _unsupported(item: InboxItem, exc: ValidationError) -> _Parts:
         event_id = raw_id
     elif item.kind == "status" and isinstance(raw_id, str) and raw_id:
         state = raw.get("status")
-        event_id = f"{raw_id}:{routing_token(state) if isinstance(state, str) else 'unknown'}"
+        participant = raw.get("recipient_participant_id")
+        event_id = status_event_id(
+            raw_id,
+            routing_token(state) if isinstance(state, str) else "unknown",
+            participant if isinstance(participant, str) else None,
+        )
     else:
         event_id = content_id(
             item.tenant_id, item.kind, item.field, item.waba_id, item.entry_time, raw

@@ -27,10 +27,6 @@ class Inbox(Protocol):
     Marks expire after the adapter's window (Meta's 7-day retry horizon by default).
     """
 
-    async def append(self, items: Sequence[InboxItem]) -> None:
-        """Durably append items to their partitions (each item carries its partition)."""
-        ...
-
     async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Per delivery, atomically: unless its key is marked, append its items and mark it.
 

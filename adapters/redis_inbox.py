@@ -24,7 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 from adapters.codec import dump_item, load_item
 from adapters.errors import TransientError
 from adapters.ports import Delivery
-from models.inbox import InboxItem, StoredItem
+from models.inbox import StoredItem
 
 GROUP = "shards"
 DEFAULT_WINDOW_S = 7 * 24 * 3600
@@ -68,18 +68,6 @@ class RedisInbox:
     @property
     def _seq_key(self) -> str:
         return f"{self._prefix}seq"
-
-    async def append(self, items: Sequence[InboxItem]) -> None:
-        """XADD every item to its partition stream in one round trip."""
-        if not items:
-            return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for item in items:
-                    pipe.xadd(self.stream(item.partition), {"d": dump_item(item)})
-                await pipe.execute()
-        except RedisError as exc:
-            raise TransientError(f"redis append: {exc}") from exc
 
     def mark_key(self, key: str) -> str:
         """The Redis key of a dedup mark."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from adapters.codec import dump_item, load_item
 from adapters.ports import Delivery
 from adapters.sqlite_db import SqliteDb
-from models.inbox import InboxItem, StoredItem
+from models.inbox import StoredItem
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -52,18 +52,6 @@ class SqliteInbox:
         # Per-partition cursor: entries above it were handed out and not committed yet.
         # It starts at 0, so a restarted reader re-reads everything left uncommitted.
         self._cursor: dict[int, int] = {}
-
-    async def append(self, items: Sequence[InboxItem]) -> None:
-        """Durably append items; one transaction for the whole batch."""
-        rows = [(item.partition, dump_item(item)) for item in items]
-
-        def write(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany("INSERT INTO inbox (partition, body) VALUES (?, ?)", rows)
-
-        if rows:
-            await self._db.run(write)
 
     def _mark(self, conn: sqlite3.Connection, key: str, now: float) -> bool:
         """Mark a key seen unless a live mark exists (inside the caller's transaction)."""

@@ -14,6 +14,7 @@ from adapters.redis_inbox import RedisInbox
 from adapters.sqlite_inbox import SqliteInbox
 from tests.conftest import REDIS_URL
 from tests.support.events import inbox_item as item
+from tests.support.events import store
 
 Factory = Callable[[int], Inbox]
 
@@ -65,7 +66,7 @@ async def test_marks_are_shared_by_every_instance_on_the_store(make_inbox: Facto
 async def test_item_marks_are_written_by_commit(make_inbox: Factory) -> None:
     """seen() reports only keys committed with seen=..., not ones merely read."""
     inbox = make_inbox(3600)
-    await inbox.append([item(1)])
+    await store(inbox, [item(1)])
     batch = await inbox.read(0, 10, 50)
     assert await inbox.seen(["i:1", "i:2"]) == set()
     await inbox.commit(0, [s.entry_id for s in batch], {"c1": 1}, seen=["i:1"])

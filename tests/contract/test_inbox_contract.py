@@ -12,6 +12,7 @@ from adapters.redis_inbox import RedisInbox
 from adapters.sqlite_inbox import SqliteInbox
 from tests.conftest import REDIS_URL
 from tests.support.events import inbox_item as item
+from tests.support.events import store
 
 Factory = Callable[[], Inbox]
 
@@ -40,8 +41,8 @@ async def make_inbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 async def test_read_returns_appended_items_in_order_per_partition(make_inbox: Factory) -> None:
     """Items come back in append order, each only from its own partition."""
     inbox = make_inbox()
-    await inbox.append([item(1, 0), item(2, 1), item(3, 0)])
-    await inbox.append([item(4, 0)])
+    await store(inbox, [item(1, 0), item(2, 1), item(3, 0)])
+    await store(inbox, [item(4, 0)])
     got = await inbox.read(0, 10, 50)
     assert [s.item.delivery_id for s in got] == ["d1", "d3", "d4"]
     assert [s.item.delivery_id for s in await inbox.read(1, 10, 50)] == ["d2"]
@@ -52,7 +53,7 @@ async def test_read_respects_count_and_does_not_repeat_in_flight_entries(
 ) -> None:
     """A reader gets each uncommitted entry once while it runs."""
     inbox = make_inbox()
-    await inbox.append([item(n) for n in range(5)])
+    await store(inbox, [item(n) for n in range(5)])
     first = await inbox.read(0, 3, 50)
     second = await inbox.read(0, 3, 50)
     assert [s.item.delivery_id for s in first] == ["d0", "d1", "d2"]
@@ -63,7 +64,7 @@ async def test_read_respects_count_and_does_not_repeat_in_flight_entries(
 async def test_uncommitted_entries_are_read_again_after_a_restart(make_inbox: Factory) -> None:
     """A reader that crashed between read and commit loses nothing: a new one re-reads."""
     crashed = make_inbox()
-    await crashed.append([item(n) for n in range(4)])
+    await store(crashed, [item(n) for n in range(4)])
     batch = await crashed.read(0, 2, 50)
     await crashed.commit(0, [batch[0].entry_id], {"c1": 1})
     restarted = make_inbox()
@@ -76,7 +77,7 @@ async def test_uncommitted_entries_are_read_again_after_a_restart(make_inbox: Fa
 async def test_commit_removes_entries_and_stores_sequences_together(make_inbox: Factory) -> None:
     """After commit the backlog shrinks and the sequences are readable."""
     inbox = make_inbox()
-    await inbox.append([item(1), item(2, conversation="c2")])
+    await store(inbox, [item(1), item(2, conversation="c2")])
     assert await inbox.backlog(0) == 2
     batch = await inbox.read(0, 10, 50)
     await inbox.commit(0, [s.entry_id for s in batch], {"c1": 7, "c2": 1})
@@ -97,7 +98,7 @@ async def test_items_round_trip_unchanged(make_inbox: Factory) -> None:
     """What the ingress stored is exactly what the shard reads (the raw item included)."""
     inbox = make_inbox()
     original = item(1, raw={"id": "x", "nested": [1, {"é": None}]})
-    await inbox.append([original])
+    await store(inbox, [original])
     (stored,) = await inbox.read(0, 1, 50)
     assert stored.item == original
 
@@ -111,7 +112,7 @@ async def test_redis_recreates_a_lost_consumer_group_and_rereads(redis_prefix: s
     from adapters.errors import TransientError
 
     inbox = RedisInbox(REDIS_URL, redis_prefix)
-    await inbox.append([item(1), item(2)])
+    await store(inbox, [item(1), item(2)])
     assert len(await inbox.read(0, 10, 50)) == 2  # handed out, not committed
     raw = aioredis.Redis.from_url(REDIS_URL)
     await raw.xgroup_destroy(inbox.stream(0), "shards")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from actors.normalize import normalize
+from adapters.ports import Inbox
 from models.event import NormalizedEvent
 from models.inbox import InboxItem, ItemKind
 
@@ -55,3 +58,9 @@ def event(
 ) -> NormalizedEvent:
     """The normalized event of inbox_item(n)."""
     return normalize(inbox_item(n, conversation=conversation, kind=kind), sequence or n)
+
+
+async def store(inbox: Inbox, items: Sequence[InboxItem]) -> None:
+    """Append items as one fresh delivery, through the path the ingress uses."""
+    (stored,) = await inbox.append_deliveries([(f"d:{uuid.uuid4().hex}", items)])
+    assert stored

@@ -10,7 +10,7 @@ from adapters.errors import TransientError
 from adapters.outbox import OutboxPublisher, read_outbox
 from adapters.sqlite_inbox import SqliteInbox
 from models.event import NormalizedEvent
-from tests.support.events import inbox_item
+from tests.support.events import inbox_item, store
 
 
 class FlakyPublisher:
@@ -42,7 +42,7 @@ async def test_sequences_increase_per_conversation_in_append_order(tmp_path: Pat
     """Interleaved conversations: each gets 1, 2, 3... in the order its items arrived."""
     inbox = SqliteInbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    await inbox.append([inbox_item(n, conversation="ab"[n % 2]) for n in range(6)])
+    await store(inbox, [inbox_item(n, conversation="ab"[n % 2]) for n in range(6)])
     shard = ConversationShard(ShardConfig(partition=0, batch_size=4, block_ms=10), inbox, outbox)
     assert await shard.run_once() == 4
     assert await shard.run_once() == 2
@@ -65,9 +65,9 @@ async def test_sequences_continue_after_a_restart(tmp_path: Path) -> None:
     inbox = SqliteInbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     config = ShardConfig(partition=0, block_ms=10)
-    await inbox.append([inbox_item(1), inbox_item(2)])
+    await store(inbox, [inbox_item(1), inbox_item(2)])
     await ConversationShard(config, inbox, outbox).run_once()
-    await inbox.append([inbox_item(3)])
+    await store(inbox, [inbox_item(3)])
     fresh_inbox = SqliteInbox(tmp_path / "inbox.db")
     await ConversationShard(config, fresh_inbox, outbox).run_once()
     assert [seq for _, seq in published(tmp_path / "outbox.db")] == [1, 2, 3]
@@ -81,7 +81,7 @@ async def test_a_broker_outage_delays_but_loses_and_reorders_nothing(tmp_path: P
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     flaky = FlakyPublisher(outbox, failures=2)
     shard = ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, flaky)
-    await inbox.append([inbox_item(n) for n in range(1, 4)])
+    await store(inbox, [inbox_item(n) for n in range(1, 4)])
     for _ in range(2):
         try:
             await shard.run_once()
@@ -102,7 +102,7 @@ async def test_a_crash_before_commit_republishes_with_the_same_sequences(tmp_pat
     """Published but not committed (process died): the redelivery repeats the same events."""
     inbox = SqliteInbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    await inbox.append([inbox_item(1), inbox_item(2)])
+    await store(inbox, [inbox_item(1), inbox_item(2)])
     batch = await inbox.read(0, 10, 10)  # the "crashed" shard read and published, never committed
     from actors.normalize import normalize
 
@@ -129,7 +129,7 @@ async def test_run_stops_after_the_batch_in_hand(tmp_path: Path) -> None:
 
     inbox = SqliteInbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    await inbox.append([inbox_item(n) for n in range(1, 51)])
+    await store(inbox, [inbox_item(n) for n in range(1, 51)])
     shard = ConversationShard(ShardConfig(partition=0, batch_size=10, block_ms=10), inbox, outbox)
     task = asyncio.create_task(shard.run())
     for _ in range(500):  # the shard has no completion event to wait on: poll its stats
@@ -163,7 +163,7 @@ async def test_an_unexpected_error_is_retried_not_fatal_to_the_partition(tmp_pat
     shard = ConversationShard(
         ShardConfig(partition=0, block_ms=10), inbox, BrokenPublisher(outbox, failures=1)
     )
-    await inbox.append([inbox_item(1), inbox_item(2)])
+    await store(inbox, [inbox_item(1), inbox_item(2)])
     task = asyncio.create_task(shard.run())
     for _ in range(300):
         if shard.stats.published >= 2:
