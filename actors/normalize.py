@@ -1,5 +1,6 @@
 """Turning one inbox item into one normalized event (schema v1).
 
+`normalize` makes the event's draft; the shard stamps it with the conversation sequence.
 Total by construction: whatever Meta sent, the result is exactly one event. An item that
 does not fit its model is published as category `unsupported` with the raw item and the
 validation issues, never dropped and never raised. Dispatch is an explicit table from
@@ -61,8 +62,8 @@ def status_event_id(wamid: str, state: str, participant: str | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Parts:
-    """What a handler decides; `normalize` adds the item's envelope facts."""
+class EventParts:
+    """What a handler decides about an item; the item itself supplies the envelope facts."""
 
     category: str
     type: str
@@ -76,6 +77,61 @@ class _Parts:
     referral: Referral | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An item's event before the shard numbers it: what deduplication and quarantine read.
+
+    `stamp` is the event's one validation pass (the shard's per-event CPU is measured, so
+    there is no second one). It cannot fail for a draft `normalize` made and a sequence
+    >= 1: every part comes from a validating model and is typed as the field it fills;
+    the one cast, a field model into `data`, is checked by tests/unit/test_event_draft.py.
+    """
+
+    item: InboxItem
+    parts: EventParts
+
+    @property
+    def tenant_id(self) -> str:
+        """The tenant the item belongs to."""
+        return self.item.tenant_id
+
+    @property
+    def event_id(self) -> str:
+        """The consumers' idempotency key."""
+        return self.parts.event_id
+
+    @property
+    def occurred_at(self) -> datetime | None:
+        """When it happened by Meta's clock, if Meta said."""
+        return self.parts.occurred_at
+
+    def stamp(self, sequence: int, category: str | None = None) -> NormalizedEvent:
+        """The published event: this draft numbered `sequence`, under `category` if given."""
+        item, parts = self.item, self.parts
+        return NormalizedEvent(
+            event_id=parts.event_id,
+            tenant_id=item.tenant_id,
+            category=parts.category if category is None else category,
+            type=parts.type,
+            conversation_id=item.conversation_id,
+            sequence=sequence,
+            occurred_at=parts.occurred_at,
+            received_at=item.received_at,
+            delivery_id=item.delivery_id,
+            business=Business(
+                waba_id=item.waba_id,
+                phone_number_id=item.phone_number_id,
+                display_phone_number=item.display_phone_number,
+            ),
+            customer=parts.customer,
+            group_id=parts.group_id,
+            reply_to=parts.reply_to,
+            forwarded=parts.forwarded,
+            referral=parts.referral,
+            data=parts.data,
+        )
+
+
 def _contact(item: InboxItem) -> Contact | None:
     if item.contact is None:
         return None
@@ -87,10 +143,10 @@ def _contact(item: InboxItem) -> Contact | None:
         return None
 
 
-def _message(item: InboxItem) -> _Parts:
+def _message(item: InboxItem) -> EventParts:
     message = parse_message(item.item)
     category = "message" if item.field == "messages" else category_of(item.field)
-    return _Parts(
+    return EventParts(
         category=category,
         type=routing_token(message.type) if message.type else "unknown",
         event_id=message.id,
@@ -104,7 +160,7 @@ def _message(item: InboxItem) -> _Parts:
     )
 
 
-def _status(item: InboxItem) -> _Parts:
+def _status(item: InboxItem) -> EventParts:
     status = parse_status(item.item)
     state = routing_token(status.status)
     to_group = status.recipient_type == "group"
@@ -136,7 +192,7 @@ def _status(item: InboxItem) -> _Parts:
     customer = None
     if not to_group:
         customer = build_customer(status.recipient_id, status.recipient_user_id, _contact(item))
-    return _Parts(
+    return EventParts(
         category="status" if item.field == "messages" else category_of(item.field),
         type=state if item.field == "messages" else "status",
         event_id=status_event_id(status.id, state, status.recipient_participant_id),
@@ -147,9 +203,9 @@ def _status(item: InboxItem) -> _Parts:
     )
 
 
-def _error(item: InboxItem) -> _Parts:
+def _error(item: InboxItem) -> EventParts:
     error = parse_error(item.item)
-    return _Parts(
+    return EventParts(
         category="error",
         type="error",
         event_id=content_id(item.tenant_id, item.phone_number_id, item.entry_time, item.item),
@@ -158,12 +214,12 @@ def _error(item: InboxItem) -> _Parts:
     )
 
 
-def _field(item: InboxItem) -> _Parts:
+def _field(item: InboxItem) -> EventParts:
     value = parse_field(item.field, item.item)
     event_id = content_id(item.tenant_id, item.field, item.waba_id, item.entry_time, item.item)
     if isinstance(value, UnknownFieldData):
-        return _Parts(category_of(item.field), routing_token(item.field), event_id, None, value)
-    return _Parts(
+        return EventParts(category_of(item.field), routing_token(item.field), event_id, None, value)
+    return EventParts(
         category=category_of(value.kind),
         type=routing_token(value.kind),
         event_id=event_id,
@@ -173,7 +229,7 @@ def _field(item: InboxItem) -> _Parts:
     )
 
 
-HANDLERS: dict[ItemKind, Callable[[InboxItem], _Parts]] = {
+HANDLERS: dict[ItemKind, Callable[[InboxItem], EventParts]] = {
     "message": _message,
     "status": _status,
     "error": _error,
@@ -182,7 +238,7 @@ HANDLERS: dict[ItemKind, Callable[[InboxItem], _Parts]] = {
 """Item kind -> handler. Each handler raises ValidationError when the item does not fit."""
 
 
-def _unsupported(item: InboxItem, exc: ValidationError) -> _Parts:
+def _unsupported(item: InboxItem, exc: ValidationError) -> EventParts:
     raw = item.item
     raw_id = raw.get("id") if isinstance(raw, dict) else None
     if item.kind == "message" and isinstance(raw_id, str) and raw_id:
@@ -206,7 +262,7 @@ def _unsupported(item: InboxItem, exc: ValidationError) -> _Parts:
         for error in exc.errors(include_url=False, include_input=False)
     ]
     label = item.field if item.kind == "field" else item.kind
-    return _Parts(
+    return EventParts(
         category="unsupported",
         type=routing_token(label),
         event_id=event_id,
@@ -215,37 +271,12 @@ def _unsupported(item: InboxItem, exc: ValidationError) -> _Parts:
     )
 
 
-def _event(item: InboxItem, sequence: int, parts: _Parts) -> NormalizedEvent:
-    return NormalizedEvent(
-        event_id=parts.event_id,
-        tenant_id=item.tenant_id,
-        category=parts.category,
-        type=parts.type,
-        conversation_id=item.conversation_id,
-        sequence=sequence,
-        occurred_at=parts.occurred_at,
-        received_at=item.received_at,
-        delivery_id=item.delivery_id,
-        business=Business(
-            waba_id=item.waba_id,
-            phone_number_id=item.phone_number_id,
-            display_phone_number=item.display_phone_number,
-        ),
-        customer=parts.customer,
-        group_id=parts.group_id,
-        reply_to=parts.reply_to,
-        forwarded=parts.forwarded,
-        referral=parts.referral,
-        data=parts.data,
-    )
-
-
-def normalize(item: InboxItem, sequence: int) -> NormalizedEvent:
-    """The normalized event of an inbox item, with its conversation sequence number.
+def normalize(item: InboxItem) -> EventDraft:
+    """The event of an inbox item, still without its conversation sequence number.
 
     Never raises for any item content: what does not fit becomes category `unsupported`.
     """
     try:
-        return _event(item, sequence, HANDLERS[item.kind](item))
+        return EventDraft(item, HANDLERS[item.kind](item))
     except ValidationError as exc:
-        return _event(item, sequence, _unsupported(item, exc))
+        return EventDraft(item, _unsupported(item, exc))

@@ -8,41 +8,8 @@ from typing import Any
 from actors.enrich import build_customer
 from models.event import Customer, UnknownFieldData
 from models.meta.common import Contact, FieldValue
-from models.meta.fields import model_for
+from models.meta.fields import FIELD_CATEGORIES, model_for
 from models.meta.fields_activity import Calls, UserPreferences
-
-# Webhook fields by the category their events are published under (routing-key segment 2).
-FIELD_CATEGORIES: dict[str, str] = {
-    "account_update": "account",
-    "account_review_update": "account",
-    "account_alerts": "account",
-    "account_settings_update": "account",
-    "business_capability_update": "account",
-    "business_status_update": "account",
-    "phone_number_quality_update": "account",
-    "phone_number_name_update": "account",
-    "security": "account",
-    "partner_solutions": "account",
-    "payment_configuration_update": "account",
-    "message_template_status_update": "template",
-    "message_template_quality_update": "template",
-    "message_template_components_update": "template",
-    "template_category_update": "template",
-    "template_correct_category_detection": "template",
-    "user_preferences": "customer",
-    "calls": "call",
-    "flows": "flow",
-    "smb_message_echoes": "echo",
-    "smb_app_state_sync": "sync",
-    "history": "history",
-    "automatic_events": "automatic",
-    "group_lifecycle_update": "group",
-    "group_participants_update": "group",
-    "group_settings_update": "group",
-    "group_status_update": "group",
-}
-
-_LISTS = ("calls", "automatic_events", "user_preferences", "groups", "message_echoes")
 
 
 def category_of(field: str) -> str:
@@ -62,13 +29,13 @@ def parse_field(field: str, value: Any) -> FieldValue | UnknownFieldData:
 
 
 def field_time(value: FieldValue) -> datetime | None:
-    """When it happened: the first listed item's timestamp (fields carry no other)."""
-    for name in _LISTS:
-        items = getattr(value, name, None)
-        if items:
-            stamp = getattr(items[0], "timestamp", None)
-            if isinstance(stamp, datetime):
-                return stamp
+    """When it happened: the first item's timestamp of the model's `timed_list` (fields
+    carry no other time); None for a field without one."""
+    items = getattr(value, value.timed_list, None) if value.timed_list else None
+    if items:
+        stamp = getattr(items[0], "timestamp", None)
+        if isinstance(stamp, datetime):
+            return stamp
     return None
 
 

@@ -1,13 +1,17 @@
 """Message content to schema v1 `data`, and the reply / forward / referral context.
 
-One case per inbound message model (an explicit type-to-handler table, written as a
-`match`): adding a Meta type means adding a model and a case here.
+One row per inbound message model (an explicit model-to-handler table): adding a Meta
+type means adding its model to the message union and a row here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from models.event import Forwarded, Referral, ReferredProduct, ReplyTo
 from models.event_message import (
+    MEDIA_TYPES,
     ButtonReplyData,
     CallPermissionReplyData,
     ContactsData,
@@ -35,8 +39,10 @@ from models.event_message import (
 )
 from models.meta import interactive as ia
 from models.meta import messages as msg
-from models.meta.common import MetaError
+from models.meta.common import MetaError, MetaModel
 from models.meta.content import EditedMessage, Media, SharedContact
+
+M = TypeVar("M", bound=MetaModel)
 
 
 def error_info(error: MetaError) -> ErrorInfo:
@@ -86,35 +92,60 @@ def _contact(card: SharedContact) -> SharedContactData:
     )
 
 
-def _interactive(value: ia.Interactive) -> MessageData:
-    match value:
-        case ia.ButtonReplyInteractive(button_reply=choice):
-            return ButtonReplyData(reply_id=choice.id, title=choice.title)
-        case ia.ListReplyInteractive(list_reply=choice):
-            return ListReplyData(
-                reply_id=choice.id, title=choice.title, description=choice.description
-            )
-        case ia.FlowReplyInteractive(nfm_reply=flow):
-            return FlowReplyData(name=flow.name, body=flow.body, response=flow.response_json)
-        case ia.CallPermissionInteractive(call_permission_reply=reply):
-            return CallPermissionReplyData(
-                response=reply.response,
-                expires_at=reply.expiration_timestamp,
-                response_source=reply.response_source,
-                is_permanent=reply.is_permanent,
-            )
-        case ia.PaymentMethodInteractive(payment_method=pay):
-            return PaymentMethodData(
-                payment_method=pay.payment_method,
-                paid_at=pay.payment_timestamp,
-                reference_id=pay.reference_id,
-                last_four_digits=pay.last_four_digits,
-                credential_id=pay.credential_id,
-            )
-        case _:
-            return UnknownInteractiveData(
-                interactive_type=value.type, raw=value.model_dump(mode="json")
-            )
+def _case(
+    model: type[M], convert: Callable[[M], MessageData]
+) -> tuple[type[MetaModel], Callable[[Any], MessageData]]:
+    """One row of a model -> `data` table; mypy checks the handler takes that model."""
+    return model, convert
+
+
+def _unknown_interactive(value: ia.UnknownInteractive) -> MessageData:
+    return UnknownInteractiveData(interactive_type=value.type, raw=value.model_dump(mode="json"))
+
+
+INTERACTIVE_DATA: dict[type[MetaModel], Callable[[Any], MessageData]] = dict(
+    [
+        _case(
+            ia.ButtonReplyInteractive,
+            lambda v: ButtonReplyData(reply_id=v.button_reply.id, title=v.button_reply.title),
+        ),
+        _case(
+            ia.ListReplyInteractive,
+            lambda v: ListReplyData(
+                reply_id=v.list_reply.id,
+                title=v.list_reply.title,
+                description=v.list_reply.description,
+            ),
+        ),
+        _case(
+            ia.FlowReplyInteractive,
+            lambda v: FlowReplyData(
+                name=v.nfm_reply.name, body=v.nfm_reply.body, response=v.nfm_reply.response_json
+            ),
+        ),
+        _case(
+            ia.CallPermissionInteractive,
+            lambda v: CallPermissionReplyData(
+                response=v.call_permission_reply.response,
+                expires_at=v.call_permission_reply.expiration_timestamp,
+                response_source=v.call_permission_reply.response_source,
+                is_permanent=v.call_permission_reply.is_permanent,
+            ),
+        ),
+        _case(
+            ia.PaymentMethodInteractive,
+            lambda v: PaymentMethodData(
+                payment_method=v.payment_method.payment_method,
+                paid_at=v.payment_method.payment_timestamp,
+                reference_id=v.payment_method.reference_id,
+                last_four_digits=v.payment_method.last_four_digits,
+                credential_id=v.payment_method.credential_id,
+            ),
+        ),
+        _case(ia.UnknownInteractive, _unknown_interactive),
+    ]
+)
+"""Interactive reply model -> its `data`, one row per member of `ia.Interactive`."""
 
 
 def _edited(edited: EditedMessage | None) -> TextData | MediaData | None:
@@ -122,80 +153,103 @@ def _edited(edited: EditedMessage | None) -> TextData | MediaData | None:
         return None
     if edited.text is not None:
         return TextData(body=edited.text.body)
-    for kind in ("image", "video", "audio", "document", "sticker"):
+    for kind in MEDIA_TYPES:
         media = getattr(edited, kind)
         if isinstance(media, Media):
             return _media(kind, media)
     return None
 
 
+def _reaction(message: msg.ReactionMessage) -> MessageData:
+    emoji = message.reaction.emoji or None  # Meta removes a reaction by sending "" (or none)
+    return ReactionData(message_id=message.reaction.message_id, emoji=emoji, removed=emoji is None)
+
+
+def _order(message: msg.OrderMessage) -> MessageData:
+    order = message.order
+    return OrderData(
+        catalog_id=order.catalog_id,
+        text=order.text,
+        items=[
+            OrderItemData(
+                product_retailer_id=i.product_retailer_id,
+                quantity=i.quantity,
+                item_price=i.item_price,
+                currency=i.currency,
+            )
+            for i in order.product_items
+        ],
+    )
+
+
+MESSAGE_DATA: dict[type[MetaModel], Callable[[Any], MessageData]] = dict(
+    [
+        _case(msg.TextMessage, lambda m: TextData(body=m.text.body)),
+        _case(msg.ImageMessage, lambda m: _media(m.type, m.image)),
+        _case(msg.VideoMessage, lambda m: _media(m.type, m.video)),
+        _case(msg.AudioMessage, lambda m: _media(m.type, m.audio)),
+        _case(msg.DocumentMessage, lambda m: _media(m.type, m.document)),
+        _case(msg.StickerMessage, lambda m: _media(m.type, m.sticker)),
+        _case(
+            msg.LocationMessage,
+            lambda m: LocationData(
+                latitude=m.location.latitude,
+                longitude=m.location.longitude,
+                name=m.location.name,
+                address=m.location.address,
+                url=m.location.url,
+            ),
+        ),
+        _case(
+            msg.ContactsMessage, lambda m: ContactsData(contacts=[_contact(c) for c in m.contacts])
+        ),
+        _case(
+            msg.InteractiveMessage, lambda m: INTERACTIVE_DATA[type(m.interactive)](m.interactive)
+        ),
+        _case(
+            msg.ButtonMessage,
+            lambda m: TemplateButtonData(payload=m.button.payload, text=m.button.text),
+        ),
+        _case(msg.ReactionMessage, _reaction),
+        _case(msg.OrderMessage, _order),
+        _case(
+            msg.SystemMessage,
+            lambda m: SystemData(
+                system_type=m.system.type,
+                body=m.system.body,
+                new_wa_id=m.system.wa_id,
+                new_user_id=m.system.user_id,
+            ),
+        ),
+        _case(msg.RequestWelcomeMessage, lambda _m: RequestWelcomeData()),
+        _case(
+            msg.EditMessage,
+            lambda m: EditData(
+                original_message_id=m.edit.original_message_id, content=_edited(m.edit.message)
+            ),
+        ),
+        _case(
+            msg.RevokeMessage,
+            lambda m: RevokeData(original_message_id=m.revoke.original_message_id),
+        ),
+        _case(
+            msg.UnsupportedMessage,
+            lambda m: UnsupportedMessageData(
+                unsupported_type=m.unsupported.type if m.unsupported else None,
+                errors=[error_info(e) for e in m.errors],
+            ),
+        ),
+        _case(msg.UnknownMessage, lambda m: UnknownMessageData(message_type=m.type, raw=m.raw)),
+    ]
+)
+"""Message model -> its `data`: the explicit type-to-handler table, one row per member of
+`msg.InboundMessage` (tests/unit/test_meta_tables.py checks it covers every member). A
+dict lookup on the exact class: normalization runs per event."""
+
+
 def message_data(message: msg.InboundMessage) -> MessageData:
     """The typed `data` of a message event."""
-    match message:
-        case msg.TextMessage(text=text):
-            return TextData(body=text.body)
-        case (
-            msg.ImageMessage(image=m)
-            | msg.VideoMessage(video=m)
-            | msg.AudioMessage(audio=m)
-            | msg.DocumentMessage(document=m)
-            | msg.StickerMessage(sticker=m)
-        ):
-            return _media(message.type, m)
-        case msg.LocationMessage(location=loc):
-            return LocationData(
-                latitude=loc.latitude,
-                longitude=loc.longitude,
-                name=loc.name,
-                address=loc.address,
-                url=loc.url,
-            )
-        case msg.ContactsMessage(contacts=cards):
-            return ContactsData(contacts=[_contact(card) for card in cards])
-        case msg.InteractiveMessage(interactive=value):
-            return _interactive(value)
-        case msg.ButtonMessage(button=button):
-            return TemplateButtonData(payload=button.payload, text=button.text)
-        case msg.ReactionMessage(reaction=reaction):
-            emoji = reaction.emoji or None  # Meta removes a reaction by sending "" (or none)
-            return ReactionData(message_id=reaction.message_id, emoji=emoji, removed=emoji is None)
-        case msg.OrderMessage(order=order):
-            return OrderData(
-                catalog_id=order.catalog_id,
-                text=order.text,
-                items=[
-                    OrderItemData(
-                        product_retailer_id=i.product_retailer_id,
-                        quantity=i.quantity,
-                        item_price=i.item_price,
-                        currency=i.currency,
-                    )
-                    for i in order.product_items
-                ],
-            )
-        case msg.SystemMessage(system=system):
-            return SystemData(
-                system_type=system.type,
-                body=system.body,
-                new_wa_id=system.wa_id,
-                new_user_id=system.user_id,
-            )
-        case msg.RequestWelcomeMessage():
-            return RequestWelcomeData()
-        case msg.EditMessage(edit=edit):
-            return EditData(
-                original_message_id=edit.original_message_id, content=_edited(edit.message)
-            )
-        case msg.RevokeMessage(revoke=revoke):
-            return RevokeData(original_message_id=revoke.original_message_id)
-        case msg.UnsupportedMessage(unsupported=unsupported):
-            return UnsupportedMessageData(
-                unsupported_type=unsupported.type if unsupported else None,
-                errors=[error_info(e) for e in message.errors],
-            )
-        case msg.UnknownMessage(raw=raw):
-            return UnknownMessageData(message_type=message.type, raw=raw)
-    raise TypeError(f"no case for {type(message).__name__}")  # pragma: no cover
+    return MESSAGE_DATA[type(message)](message)
 
 
 def reply_to(message: msg.BaseMessage) -> ReplyTo | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from ray.util import metrics
 
 from actors.shard import ConversationShard, ShardConfig
+from actors.shard_metrics import ShardStats
 from adapters.ports import Inbox, Publisher
 
 ShardDepsFactory = Callable[[], tuple[Inbox, Publisher]]
@@ -32,86 +32,117 @@ class ShardStatus(BaseModel):
     last_error: str | None
 
 
-class _ShardMetrics:
-    """The shard's Ray metrics (exported by Ray's metrics agent, prefixed `ray_`)."""
+class RayShardMetrics:
+    """ShardMetrics exported through ray.util.metrics (Ray's metrics agent, prefixed `ray_`).
+
+    Ray's metrics cannot be read back, so the counters the status reports are kept beside
+    them in `stats`.
+    """
 
     def __init__(self, partition: int) -> None:
+        self.stats = ShardStats()
         keys = ("partition",)
-        self.batch_size = metrics.Histogram(
+        self._batch_size = metrics.Histogram(
             "wa_shard_batch_size",
             description="Events per published batch.",
             boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500],
             tag_keys=keys,
         )
-        self.batch_seconds = metrics.Histogram(
+        self._batch_seconds = metrics.Histogram(
             "wa_shard_batch_duration_seconds",
             description="Read-to-commit time of a batch: normalize, publish with confirms, commit.",
             boundaries=[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
             tag_keys=keys,
         )
-        self.publish_seconds = metrics.Histogram(
+        self._publish_seconds = metrics.Histogram(
             "wa_shard_publish_duration_seconds",
             description="From publishing a batch to the broker's last confirm.",
             boundaries=[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
             tag_keys=keys,
         )
         # Counters get `_total` appended by the exporter.
-        self.published = metrics.Counter(
+        self._published = metrics.Counter(
             "wa_shard_events_published",
             description="Events published and confirmed by the broker.",
             tag_keys=keys,
         )
-        self.redelivered = metrics.Counter(
+        self._redelivered = metrics.Counter(
             "wa_shard_redeliveries",
             description="Inbox entries read again after a restart (published at least once).",
             tag_keys=keys,
         )
-        self.publish_failures = metrics.Counter(
+        self._publish_failures = metrics.Counter(
             "wa_shard_publish_failures",
             description="Batches the broker did not confirm (retried, never skipped).",
             tag_keys=keys,
         )
-        self.duplicates = metrics.Counter(
+        self._duplicates = metrics.Counter(
             "wa_shard_duplicates",
             description="Items not published because their event_id was already published.",
             tag_keys=keys,
         )
-        self.replays = metrics.Counter(
+        self._replays = metrics.Counter(
             "wa_shard_replays",
             description="Items older than the maximum age, published as category replay.",
             tag_keys=keys,
         )
-        self.backlog = metrics.Gauge(
+        self._backlog = metrics.Gauge(
             "wa_inbox_backlog",
             description="Inbox entries of the partition not yet published and committed.",
             tag_keys=keys,
         )
         tags = {"partition": str(partition)}
         for metric in (
-            self.batch_size,
-            self.batch_seconds,
-            self.publish_seconds,
-            self.published,
-            self.redelivered,
-            self.publish_failures,
-            self.duplicates,
-            self.replays,
-            self.backlog,
+            self._batch_size,
+            self._batch_seconds,
+            self._publish_seconds,
+            self._published,
+            self._redelivered,
+            self._publish_failures,
+            self._duplicates,
+            self._replays,
+            self._backlog,
         ):
             metric.set_default_tags(tags)
 
-    def batch(self, size: int, seconds: float) -> None:
-        """One committed batch."""
-        self.batch_size.observe(size)
-        self.batch_seconds.observe(seconds)
-        self.published.inc(size)
+    def batch_committed(self, size: int, seconds: float, publish_seconds: float | None) -> None:
+        """Observe the batch's size and durations; count its events."""
+        self.stats.batch_committed(size, seconds, publish_seconds)
+        self._batch_size.observe(size)
+        self._batch_seconds.observe(seconds)
+        if size:  # a Ray counter refuses 0 (ValueError): an all-duplicate batch is empty
+            self._published.inc(size)
+        if publish_seconds is not None:
+            self._publish_seconds.observe(publish_seconds)
 
-    def counts(self, deltas: dict[str, int]) -> None:
-        """Increments since the last batch, by counter name."""
-        for name, delta in deltas.items():
-            if delta:
-                counter: metrics.Counter = getattr(self, name)
-                counter.inc(delta)
+    def entries_redelivered(self, count: int) -> None:
+        """Count entries read again."""
+        self.stats.entries_redelivered(count)
+        self._redelivered.inc(count)
+
+    def publish_failed(self) -> None:
+        """Count a batch the broker did not confirm."""
+        self.stats.publish_failed()
+        self._publish_failures.inc()
+
+    def duplicates_skipped(self, count: int) -> None:
+        """Count items not published as duplicates."""
+        self.stats.duplicates_skipped(count)
+        self._duplicates.inc(count)
+
+    def replays_quarantined(self, count: int) -> None:
+        """Count items published as replays."""
+        self.stats.replays_quarantined(count)
+        self._replays.inc(count)
+
+    def loop_failed(self, error: str) -> None:
+        """Kept for the status only (last_error); the log line carries the traceback."""
+        self.stats.loop_failed(error)
+
+    def backlog_measured(self, entries: int) -> None:
+        """Set the backlog gauge."""
+        self.stats.backlog_measured(entries)
+        self._backlog.set(entries)
 
 
 @ray.remote(  # type: ignore[call-overload]  # Ray's stubs omit actor-only options
@@ -121,56 +152,31 @@ class ShardActor:
     """Owns one partition. Zero CPUs: a long-lived actor must never sit pending."""
 
     def __init__(self, config: ShardConfig, deps_factory: ShardDepsFactory) -> None:
-        inbox, publisher = deps_factory()
-        self._inbox = inbox
-        self._publisher = publisher
-        self._metrics = _ShardMetrics(config.partition)
-        self._shard = ConversationShard(config, inbox, publisher, on_batch=self._record)
-        self._task: asyncio.Task[None] | None = None
-        self._gauge_task: asyncio.Task[None] | None = None
-        self._counted: dict[str, int] = {}  # ShardStats counters already exported
-
-    def _record(self, size: int, seconds: float) -> None:
-        stats = self._shard.stats
-        now = {
-            "redelivered": stats.redelivered,
-            "publish_failures": stats.publish_failures,
-            "duplicates": stats.duplicates,
-            "replays": stats.replays,
-        }
-        self._metrics.batch(size, seconds)
-        if size:
-            self._metrics.publish_seconds.observe(stats.last_publish_s)
-        self._metrics.counts({k: v - self._counted.get(k, 0) for k, v in now.items()})
-        self._counted = now
-
-    async def _export_backlog(self) -> None:
-        """Every 5 s: the partition's backlog as a gauge (the lag a dashboard alerts on)."""
-        while True:
-            with contextlib.suppress(Exception):  # a store outage shows as a stale gauge
-                self._metrics.backlog.set(await self._inbox.backlog(self._shard.config.partition))
-            await asyncio.sleep(5)
+        self._inbox, self._publisher = deps_factory()
+        self._metrics = RayShardMetrics(config.partition)
+        self._shard = ConversationShard(config, self._inbox, self._publisher, self._metrics)
+        self._loop: asyncio.Task[None] | None = None
+        self._backlog: asyncio.Task[None] | None = None
 
     async def ensure_running(self) -> ShardStatus:
         """Start the pull loop if it is not running (also after an actor restart)."""
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done():
+        if self._loop is None or self._loop.done():
             self._shard.resume()
-            self._task = loop.create_task(self._shard.run())
-        if self._gauge_task is None or self._gauge_task.done():
-            self._gauge_task = loop.create_task(self._export_backlog())
+            self._loop = asyncio.create_task(self._shard.run())
+        if self._backlog is None or self._backlog.done():
+            self._backlog = asyncio.create_task(self._shard.report_backlog())
         return await self.status()
 
     async def status(self) -> ShardStatus:
         """Counters and the partition's backlog."""
-        stats = self._shard.stats
+        stats = self._metrics.stats
         try:
             backlog: int | None = await self._inbox.backlog(self._shard.config.partition)
         except Exception:  # noqa: BLE001 -- status must answer even when the store is down
             backlog = None
         return ShardStatus(
             partition=self._shard.config.partition,
-            running=self._task is not None and not self._task.done(),
+            running=self._loop is not None and not self._loop.done(),
             batches=stats.batches,
             published=stats.published,
             redelivered=stats.redelivered,
@@ -182,13 +188,13 @@ class ShardActor:
     async def drain(self, timeout_s: float = 30.0) -> ShardStatus:
         """Finish the batch in hand (publish and commit), stop, close connections."""
         self._shard.stop()
-        if self._gauge_task is not None:
-            self._gauge_task.cancel()
-        if self._task is not None:
+        if self._backlog is not None:
+            self._backlog.cancel()
+        if self._loop is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=timeout_s)
+                await asyncio.wait_for(asyncio.shield(self._loop), timeout=timeout_s)
             except TimeoutError:
-                self._task.cancel()
+                self._loop.cancel()
         status = await self.status()
         await asyncio.gather(self._inbox.close(), self._publisher.close(), return_exceptions=True)
         return status

@@ -7,7 +7,3 @@ class AdapterError(Exception):
 
 class TransientError(AdapterError):
     """Retry with backoff: broker/store unreachable, timeout, 5xx."""
-
-
-class PermanentError(AdapterError):
-    """Do not retry: the request itself is wrong (bad credentials, bad input)."""

@@ -11,7 +11,8 @@ class LocalRateLimiter:
     """The RateLimiter port in memory; the same windows as the Redis adapter.
 
     Only the current window's counters are kept, so memory is bounded by the keys seen in
-    one window (source IPs and tenants).
+    one window (source IPs and tenants). The clock is injectable so a test can hold time
+    still (or step it into the next window).
     """
 
     def __init__(self, window_s: int = 1, clock: Callable[[], float] = time.time) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingress.rejection import BodyOutOfBounds
 
-class BodyOutOfBounds(ValueError):
-    """The body nests deeper or holds a longer array than allowed."""
+__all__ = ["BodyOutOfBounds", "check_bounds"]
 
 
 def check_bounds(body: Any, max_depth: int, max_array: int) -> None:

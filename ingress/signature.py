@@ -6,16 +6,16 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
+from ingress.rejection import SignatureMissing
+
+__all__ = ["SignatureMissing", "matching_secrets", "parse_signature", "sign"]
+
 _PREFIX = "sha256="
 _HEX = frozenset("0123456789abcdef")
 
 
-class SignatureMissing(ValueError):
-    """No signature header, or one that is not `sha256=<64 hex>` (answered 401)."""
-
-
 def parse_signature(header: str | None) -> bytes:
-    """The 32-byte digest from the header value, or SignatureMissing."""
+    """The 32-byte digest from the header value, or SignatureMissing (answered 401)."""
     if not header:
         raise SignatureMissing("missing X-Hub-Signature-256")
     value = header.strip()

@@ -7,7 +7,7 @@ directly and is tagged by `kind`; consumers switch on `kind`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,11 +31,16 @@ class TextData(_Closed):
     body: str
 
 
+MediaType = Literal["image", "video", "audio", "document", "sticker"]
+MEDIA_TYPES: tuple[MediaType, ...] = get_args(MediaType)
+"""The message types whose content is a media object, in the schema's order."""
+
+
 class MediaData(_Closed):
     """Image, video, audio (voice note when `voice`), document or sticker."""
 
     kind: Literal["media"] = "media"
-    media_type: Literal["image", "video", "audio", "document", "sticker"]
+    media_type: MediaType
     media_id: str
     mime_type: str | None = None
     sha256: str | None = None

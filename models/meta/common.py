@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -158,9 +158,17 @@ class Referral(MetaModel):
 class FieldValue(MetaModel):
     """Base of a non-message field's `value`; `kind` names the field in published events.
 
+    A subclass declares everything about its field: the name, once, as its `kind`
+    Literal; the event `category` (routing-key segment 2); and `timed_list`, the list
+    whose first item's `timestamp` is when the event happened (fields carry no other
+    time). The field tables are derived from the unions of these models.
+
     The envelope keys some values repeat (`messaging_product`, `metadata`, and the `field`
     / `object` that some documented examples put inside `value`) are parsed, not published.
     """
+
+    category: ClassVar[str]
+    timed_list: ClassVar[str | None] = None
 
     kind: str
     messaging_product: str | None = Field(default=None, exclude=True)

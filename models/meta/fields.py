@@ -1,70 +1,51 @@
-"""The non-message fields: which model parses which `field`, and their union by `kind`."""
+"""The non-message fields: which model parses which `field`, and their union by `kind`.
+
+Nothing here names a field: each field module declares its models (name as the `kind`
+Literal, `category` beside it) and its union, and the tables below are derived from
+those unions at import time. Adding a field is a model in its module, added to that
+module's union.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 from pydantic import Field
 
 from models.meta.common import FieldValue
-from models.meta.fields_account import (
-    AccountAlerts,
-    AccountReviewUpdate,
-    AccountUpdate,
-    BusinessCapabilityUpdate,
-    PartnerSolutions,
-    PaymentConfigurationUpdate,
-    PhoneNumberNameUpdate,
-    PhoneNumberQualityUpdate,
-    Security,
-)
-from models.meta.fields_activity import (
-    AutomaticEvents,
-    Calls,
-    Flows,
-    GroupLifecycleUpdate,
-    GroupParticipantsUpdate,
-    GroupSettingsUpdate,
-    GroupStatusUpdate,
-    History,
-    SmbAppStateSync,
-    SmbMessageEchoes,
-    UserPreferences,
-)
+from models.meta.fields_account import UNTYPED_ACCOUNT_FIELDS, AccountField
+from models.meta.fields_activity import UNTYPED_ACTIVITY_FIELDS, ActivityField
 from models.meta.fields_template import (
-    MessageTemplateComponentsUpdate,
+    UNTYPED_TEMPLATE_FIELDS,
     MessageTemplateQualityUpdate,
     MessageTemplateStatusUpdate,
-    TemplateCategoryUpdate,
+    TemplateField,
 )
+from models.meta.unions import by_name, members, names_of
 
-FIELD_MODELS: dict[str, type[FieldValue]] = {
-    "account_update": AccountUpdate,
-    "account_review_update": AccountReviewUpdate,
-    "account_alerts": AccountAlerts,
-    "business_capability_update": BusinessCapabilityUpdate,
-    "phone_number_quality_update": PhoneNumberQualityUpdate,
-    "phone_number_name_update": PhoneNumberNameUpdate,
-    "security": Security,
-    "partner_solutions": PartnerSolutions,
-    "payment_configuration_update": PaymentConfigurationUpdate,
-    "message_template_status_update": MessageTemplateStatusUpdate,
-    "message_template_quality_update": MessageTemplateQualityUpdate,
-    "message_template_components_update": MessageTemplateComponentsUpdate,
-    "template_category_update": TemplateCategoryUpdate,
-    "user_preferences": UserPreferences,
-    "calls": Calls,
-    "flows": Flows,
-    "automatic_events": AutomaticEvents,
-    "smb_message_echoes": SmbMessageEchoes,
-    "smb_app_state_sync": SmbAppStateSync,
-    "history": History,
-    "group_lifecycle_update": GroupLifecycleUpdate,
-    "group_participants_update": GroupParticipantsUpdate,
-    "group_settings_update": GroupSettingsUpdate,
-    "group_status_update": GroupStatusUpdate,
-}
+KnownField: TypeAlias = AccountField | TemplateField | ActivityField
+"""Every field model, module by module (the order of the published schema's `oneOf`)."""
+
+FieldEventData = Annotated[KnownField, Field(discriminator="kind")]
+"""The `data` of a field event: the field's typed value, tagged by `kind`."""
+
+FIELD_MODELS: dict[str, type[FieldValue]] = by_name(members(KnownField, FieldValue), "kind")
 """Every field this version types; any other field is published as `unknown_field`."""
+
+UNTYPED_FIELDS: dict[str, str] = {
+    **UNTYPED_ACCOUNT_FIELDS,
+    **UNTYPED_TEMPLATE_FIELDS,
+    **UNTYPED_ACTIVITY_FIELDS,
+}
+"""Fields Meta sends that this version does not type yet -> their category."""
+
+FIELD_CATEGORIES: dict[str, str] = {
+    **UNTYPED_FIELDS,
+    **{field: model.category for field, model in FIELD_MODELS.items()},
+}
+"""Webhook field -> the category its events are published under (routing-key segment 2)."""
+
+_STATUS_UPDATE = names_of(MessageTemplateStatusUpdate, "kind")[0]
 
 
 def model_for(field: str, value: Any) -> type[FieldValue] | None:
@@ -75,40 +56,10 @@ def model_for(field: str, value: Any) -> type[FieldValue] | None:
     parsed as the quality update it is.
     """
     if (
-        field == "message_template_status_update"
+        field == _STATUS_UPDATE
         and isinstance(value, dict)
         and "event" not in value
         and "new_quality_score" in value
     ):
         return MessageTemplateQualityUpdate
     return FIELD_MODELS.get(field)
-
-
-FieldEventData = Annotated[
-    AccountUpdate
-    | AccountReviewUpdate
-    | AccountAlerts
-    | BusinessCapabilityUpdate
-    | PhoneNumberQualityUpdate
-    | PhoneNumberNameUpdate
-    | Security
-    | PartnerSolutions
-    | PaymentConfigurationUpdate
-    | MessageTemplateStatusUpdate
-    | MessageTemplateQualityUpdate
-    | MessageTemplateComponentsUpdate
-    | TemplateCategoryUpdate
-    | UserPreferences
-    | Calls
-    | Flows
-    | AutomaticEvents
-    | SmbMessageEchoes
-    | SmbAppStateSync
-    | History
-    | GroupLifecycleUpdate
-    | GroupParticipantsUpdate
-    | GroupSettingsUpdate
-    | GroupStatusUpdate,
-    Field(discriminator="kind"),
-]
-"""The `data` of a field event: the field's typed value, tagged by `kind`."""

@@ -6,7 +6,7 @@ change value; the value is one inbox item and one published event, with the list
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal, TypeAlias
 
 from pydantic import Field
 
@@ -37,6 +37,8 @@ class UserPreferences(FieldValue):
     """`user_preferences`: the customer stopped or resumed marketing messages."""
 
     kind: Literal["user_preferences"] = "user_preferences"
+    category: ClassVar[str] = "customer"
+    timed_list: ClassVar[str | None] = "user_preferences"
     contacts: tuple[Contact, ...] = ()
     user_preferences: list[UserPreference]
 
@@ -72,6 +74,8 @@ class Calls(FieldValue):
     """`calls`: call signalling events (call statuses arrive as `statuses[]` items)."""
 
     kind: Literal["calls"] = "calls"
+    category: ClassVar[str] = "call"
+    timed_list: ClassVar[str | None] = "calls"
     contacts: tuple[Contact, ...] = ()
     calls: list[Call]
 
@@ -80,6 +84,7 @@ class Flows(FieldValue):
     """`flows`: a flow changed status, or an endpoint alert about it."""
 
     kind: Literal["flows"] = "flows"
+    category: ClassVar[str] = "flow"
     event: str
     flow_id: OptionalId = None
     message: str | None = None
@@ -108,6 +113,8 @@ class AutomaticEvents(FieldValue):
     """`automatic_events`: conversion events for ads."""
 
     kind: Literal["automatic_events"] = "automatic_events"
+    category: ClassVar[str] = "automatic"
+    timed_list: ClassVar[str | None] = "automatic_events"
     automatic_events: list[AutomaticEvent]
 
 
@@ -115,6 +122,8 @@ class SmbMessageEchoes(FieldValue):
     """`smb_message_echoes`: messages the business sent from the WhatsApp Business app."""
 
     kind: Literal["smb_message_echoes"] = "smb_message_echoes"
+    category: ClassVar[str] = "echo"
+    timed_list: ClassVar[str | None] = "message_echoes"
     message_echoes: list[InboundMessage]
 
 
@@ -145,6 +154,7 @@ class SmbAppStateSync(FieldValue):
     """`smb_app_state_sync`: the business app's contacts were added, edited or removed."""
 
     kind: Literal["smb_app_state_sync"] = "smb_app_state_sync"
+    category: ClassVar[str] = "sync"
     state_sync: list[StateSync]
 
 
@@ -175,6 +185,7 @@ class History(FieldValue):
     """`history`: past chats shared when a business-app number is onboarded."""
 
     kind: Literal["history"] = "history"
+    category: ClassVar[str] = "history"
     history: list[HistoryChunk]
 
 
@@ -189,6 +200,9 @@ class GroupChange(MetaModel):
 
 
 class _Groups(FieldValue):
+    category: ClassVar[str] = "group"
+    timed_list: ClassVar[str | None] = "groups"
+
     groups: list[GroupChange]
 
 
@@ -214,3 +228,22 @@ class GroupStatusUpdate(_Groups):
     """`group_status_update`: a group was suspended or the suspension cleared."""
 
     kind: Literal["group_status_update"] = "group_status_update"
+
+
+ActivityField: TypeAlias = (
+    UserPreferences
+    | Calls
+    | Flows
+    | AutomaticEvents
+    | SmbMessageEchoes
+    | SmbAppStateSync
+    | History
+    | GroupLifecycleUpdate
+    | GroupParticipantsUpdate
+    | GroupSettingsUpdate
+    | GroupStatusUpdate
+)
+"""The customer-activity fields this version types (a new one's model goes here)."""
+
+UNTYPED_ACTIVITY_FIELDS: dict[str, str] = {}
+"""Activity fields Meta sends that are not typed yet -> their category (none today)."""

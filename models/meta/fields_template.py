@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal, TypeAlias
 
 from pydantic import Field
 
@@ -20,6 +20,7 @@ class MessageTemplateStatusUpdate(FieldValue):
     """`message_template_status_update`: approved, rejected, paused, disabled, ..."""
 
     kind: Literal["message_template_status_update"] = "message_template_status_update"
+    category: ClassVar[str] = "template"
     event: str
     message_template_id: NonEmptyId
     message_template_name: str | None = None
@@ -33,6 +34,7 @@ class MessageTemplateQualityUpdate(FieldValue):
     """`message_template_quality_update`: the template's quality score changed."""
 
     kind: Literal["message_template_quality_update"] = "message_template_quality_update"
+    category: ClassVar[str] = "template"
     message_template_id: NonEmptyId
     message_template_name: str | None = None
     message_template_language: str | None = None
@@ -53,6 +55,7 @@ class MessageTemplateComponentsUpdate(FieldValue):
     """`message_template_components_update`: a template's text or buttons were edited."""
 
     kind: Literal["message_template_components_update"] = "message_template_components_update"
+    category: ClassVar[str] = "template"
     message_template_id: NonEmptyId
     message_template_name: str | None = None
     message_template_language: str | None = None
@@ -66,6 +69,7 @@ class TemplateCategoryUpdate(FieldValue):
     """`template_category_update`: a template's category changed or will change."""
 
     kind: Literal["template_category_update"] = "template_category_update"
+    category: ClassVar[str] = "template"
     message_template_id: NonEmptyId
     message_template_name: str | None = None
     message_template_language: str | None = None
@@ -73,3 +77,16 @@ class TemplateCategoryUpdate(FieldValue):
     new_category: str
     correct_category: str | None = None
     category_update_timestamp: MetaTime | None = None
+
+
+TemplateField: TypeAlias = (
+    MessageTemplateStatusUpdate
+    | MessageTemplateQualityUpdate
+    | MessageTemplateComponentsUpdate
+    | TemplateCategoryUpdate
+)
+"""The template fields this version types (a new template field's model goes here)."""
+
+UNTYPED_TEMPLATE_FIELDS: dict[str, str] = {"template_correct_category_detection": "template"}
+"""Template fields Meta sends that are not typed yet -> their category; their events carry
+`unknown_field` data (typing one means a model above, and dropping it here)."""

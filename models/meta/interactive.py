@@ -7,11 +7,12 @@ A discriminated union on `interactive.type`; an unknown type falls to
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
-from pydantic import BeforeValidator, Discriminator, Tag
+from pydantic import BeforeValidator
 
 from models.meta.common import MetaModel, MetaTime
+from models.meta.unions import by_name, members, with_fallback
 
 
 class ReplyChoice(MetaModel):
@@ -101,23 +102,21 @@ class UnknownInteractive(MetaModel):
     type: str | None = None
 
 
-INTERACTIVE_TYPES = frozenset(
-    {"button_reply", "list_reply", "nfm_reply", "call_permission_reply", "payment_method"}
+KnownInteractive: TypeAlias = (
+    ButtonReplyInteractive
+    | ListReplyInteractive
+    | FlowReplyInteractive
+    | CallPermissionInteractive
+    | PaymentMethodInteractive
 )
+"""Every interactive reply type this version types (a new type's model goes here)."""
 
+INTERACTIVE_TYPES = frozenset(by_name(members(KnownInteractive, MetaModel), "type"))
 
-def _interactive_tag(value: Any) -> str:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if isinstance(kind, str) and kind in INTERACTIVE_TYPES else "unknown"
-
-
-Interactive = Annotated[
-    Annotated[ButtonReplyInteractive, Tag("button_reply")]
-    | Annotated[ListReplyInteractive, Tag("list_reply")]
-    | Annotated[FlowReplyInteractive, Tag("nfm_reply")]
-    | Annotated[CallPermissionInteractive, Tag("call_permission_reply")]
-    | Annotated[PaymentMethodInteractive, Tag("payment_method")]
-    | Annotated[UnknownInteractive, Tag("unknown")],
-    Discriminator(_interactive_tag),
-]
+if TYPE_CHECKING:
+    Interactive: TypeAlias = KnownInteractive | UnknownInteractive
+else:
+    # Built from the union above (tagged by `type`, UnknownInteractive the fallback), so
+    # a type is named once; mypy reads the plain union.
+    Interactive = with_fallback(KnownInteractive, "type", UnknownInteractive, "unknown")
 """`message.interactive`, by its `type`."""

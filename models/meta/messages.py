@@ -3,13 +3,17 @@
 Every variant shares the envelope of a message (id, sender, timestamp, context, referral,
 errors). A `type` this version does not know falls to `UnknownMessage`, which keeps the
 raw item, so a new Meta type is published, never dropped or rejected.
+
+A type is named once, in its model's `type` Literal; typing a new one is its model added
+to `KnownMessage` (the lookup tables and the tagged union are derived from it) and its
+row in the normalizer's `MESSAGE_DATA` (actors/normalize_message.py).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
 from models.meta.common import (
     Context,
@@ -34,6 +38,7 @@ from models.meta.content import (
     Unsupported,
 )
 from models.meta.interactive import Interactive
+from models.meta.unions import by_name, members, with_fallback
 
 
 class BaseMessage(MetaModel):
@@ -157,57 +162,37 @@ class UnknownMessage(BaseMessage):
         return value
 
 
-_VARIANTS: dict[str, type[BaseMessage]] = {
-    "text": TextMessage,
-    "image": ImageMessage,
-    "video": VideoMessage,
-    "audio": AudioMessage,
-    "document": DocumentMessage,
-    "sticker": StickerMessage,
-    "location": LocationMessage,
-    "contacts": ContactsMessage,
-    "interactive": InteractiveMessage,
-    "button": ButtonMessage,
-    "reaction": ReactionMessage,
-    "order": OrderMessage,
-    "system": SystemMessage,
-    "request_welcome": RequestWelcomeMessage,
-    "edit": EditMessage,
-    "revoke": RevokeMessage,
-    "unsupported": UnsupportedMessage,
-    "unknown": UnsupportedMessage,
-}
-MESSAGE_TYPES = frozenset(_VARIANTS)
+KnownMessage: TypeAlias = (
+    TextMessage
+    | ImageMessage
+    | VideoMessage
+    | AudioMessage
+    | DocumentMessage
+    | StickerMessage
+    | LocationMessage
+    | ContactsMessage
+    | InteractiveMessage
+    | ButtonMessage
+    | ReactionMessage
+    | OrderMessage
+    | SystemMessage
+    | RequestWelcomeMessage
+    | EditMessage
+    | RevokeMessage
+    | UnsupportedMessage
+)
+"""Every message type this version types: the one list (a new type's model goes here)."""
 
+MESSAGE_MODELS: dict[str, type[BaseMessage]] = by_name(members(KnownMessage, BaseMessage), "type")
+"""Each `type` value (aliases included, e.g. Meta's older "unknown") -> its model."""
+MESSAGE_TYPES = frozenset(MESSAGE_MODELS)
 
-def _message_tag(value: Any) -> str:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    if kind == "unknown":  # Meta's older name for "unsupported"
-        return "unsupported"
-    return kind if isinstance(kind, str) and kind in MESSAGE_TYPES else "~unknown"
-
-
-InboundMessage = Annotated[
-    Annotated[TextMessage, Tag("text")]
-    | Annotated[ImageMessage, Tag("image")]
-    | Annotated[VideoMessage, Tag("video")]
-    | Annotated[AudioMessage, Tag("audio")]
-    | Annotated[DocumentMessage, Tag("document")]
-    | Annotated[StickerMessage, Tag("sticker")]
-    | Annotated[LocationMessage, Tag("location")]
-    | Annotated[ContactsMessage, Tag("contacts")]
-    | Annotated[InteractiveMessage, Tag("interactive")]
-    | Annotated[ButtonMessage, Tag("button")]
-    | Annotated[ReactionMessage, Tag("reaction")]
-    | Annotated[OrderMessage, Tag("order")]
-    | Annotated[SystemMessage, Tag("system")]
-    | Annotated[RequestWelcomeMessage, Tag("request_welcome")]
-    | Annotated[EditMessage, Tag("edit")]
-    | Annotated[RevokeMessage, Tag("revoke")]
-    | Annotated[UnsupportedMessage, Tag("unsupported")]
-    | Annotated[UnknownMessage, Tag("~unknown")],
-    Discriminator(_message_tag),
-]
+if TYPE_CHECKING:
+    InboundMessage: TypeAlias = KnownMessage | UnknownMessage
+else:
+    # The same union for pydantic, tagged by `type` with UnknownMessage as the fallback.
+    # Built, not written, so a type is named once; mypy reads the plain union above.
+    InboundMessage = with_fallback(KnownMessage, "type", UnknownMessage, "~unknown")
 """One item of `value.messages[]`, by its `type`."""
 
 MESSAGE_ADAPTER: TypeAdapter[InboundMessage] = TypeAdapter(InboundMessage)

@@ -141,6 +141,8 @@ def stack(
     finally:
         proxy.terminate()
         proxy.wait(timeout=10)
+        if proxy.stdout is not None:
+            proxy.stdout.close()  # the pipe is ours to close, or it leaks (ResourceWarning)
         server.should_exit = True
         thread.join(timeout=10)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,8 +11,9 @@ import httpx
 import orjson
 from pydantic import SecretStr
 
+from adapters.ports import Inbox, RateLimiter
 from adapters.sqlite_inbox import SqliteInbox
-from ingress.app import IngressConfig, IngressDeps, create_app
+from ingress.app import IngressConfig, IngressDeps, ReadyCheck, create_app
 from ingress.signature import sign
 from models.tenant import Tenant, TenantDirectory
 
@@ -52,13 +53,19 @@ async def ingress_client(
     tenants: list[Tenant] | None = None,
     partitions: int = 4,
     max_body_bytes: int = 4 * 1024 * 1024,
-) -> AsyncIterator[tuple[httpx.AsyncClient, SqliteInbox]]:
-    """An httpx client on create_app() over a SQLite inbox in tmp_path."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox: Inbox | None = None,
+    rate_limiter: RateLimiter | None = None,
+    ready_checks: Mapping[str, ReadyCheck] | None = None,
+) -> AsyncIterator[tuple[httpx.AsyncClient, Inbox]]:
+    """An httpx client on create_app() over `inbox` (default: a SQLite inbox in tmp_path),
+    without rate limits unless `rate_limiter` is given; the inbox is closed afterwards."""
+    inbox = inbox if inbox is not None else SqliteInbox(tmp_path / "inbox.db")
     deps = IngressDeps(
         config=IngressConfig(partitions=partitions, max_body_bytes=max_body_bytes),
         directory=TenantDirectory(tenants or [tenant()]),
         inbox=inbox,
+        ready_checks=dict(ready_checks or {}),
+        rate_limiter=rate_limiter,
     )
     app = create_app(deps)
     transport = httpx.ASGITransport(app=app)
@@ -67,6 +74,6 @@ async def ingress_client(
     await inbox.close()
 
 
-async def stored_count(inbox: SqliteInbox, partitions: int = 4) -> int:
+async def stored_count(inbox: Inbox, partitions: int = 4) -> int:
     """Entries in the inbox over all partitions."""
     return sum([await inbox.backlog(p) for p in range(partitions)])

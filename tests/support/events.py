@@ -57,7 +57,7 @@ def event(
     n: int, conversation: str = "c1", kind: ItemKind = "message", sequence: int | None = None
 ) -> NormalizedEvent:
     """The normalized event of inbox_item(n)."""
-    return normalize(inbox_item(n, conversation=conversation, kind=kind), sequence or n)
+    return normalize(inbox_item(n, conversation=conversation, kind=kind)).stamp(sequence or n)
 
 
 async def store(inbox: Inbox, items: Sequence[InboxItem]) -> None:

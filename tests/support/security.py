@@ -30,13 +30,14 @@ from ingress.client_ip import SourcePolicy, parse_networks
 from models.tenant import Tenant, TenantDirectory
 from tests.conftest import REDIS_URL
 from tests.support.app import SECRET, VERIFY
+from tests.support.clock import FixedClock
 
 PARTITIONS = 2
 META_IP = "203.0.113.7"  # inside the allowlist: plays Meta
 ADMIN_TOKEN = "admin-token-0123456789abcdef"
 PER_IP = 5
 PER_TENANT = 8
-WINDOW_S = 60  # long enough that a test never straddles two windows
+WINDOW_S = 60  # on a FixedClock: a test never straddles two windows
 OTHER_SECRET = "other-tenant-secret"
 OTHER_PHONE = "222000222"
 
@@ -115,13 +116,14 @@ async def security_stack(
     """The stack on `embedded` or `redis`, closed afterwards."""
     inbox: Inbox
     limiter: RateLimiter
+    clock = FixedClock()  # every stack at the same instant: replicas share a window
     if backend == "redis":
         assert redis_prefix is not None
         inbox = RedisInbox(REDIS_URL, redis_prefix)
-        limiter = RedisRateLimiter(REDIS_URL, redis_prefix, WINDOW_S)
+        limiter = RedisRateLimiter(REDIS_URL, redis_prefix, WINDOW_S, clock=clock)
     else:
         inbox = SqliteInbox(tmp_path / "inbox.db")
-        limiter = LocalRateLimiter(WINDOW_S)
+        limiter = LocalRateLimiter(WINDOW_S, clock=clock)
     config = IngressConfig(
         partitions=PARTITIONS,
         max_body_bytes=64 * 1024,

@@ -37,5 +37,5 @@ def run_pipeline(body: Any, partitions: int = 8) -> tuple[list[InboxItem], list[
     events = []
     for item in items:
         sequences[item.conversation_id] = sequences.get(item.conversation_id, 0) + 1
-        events.append(normalize(item, sequences[item.conversation_id]))
+        events.append(normalize(item).stamp(sequences[item.conversation_id]))
     return items, events

@@ -14,7 +14,7 @@ CTX = DeliveryContext("d", datetime(2026, 1, 1, tzinfo=UTC), partitions=4)
 
 def event_ids(body: dict[str, Any]) -> list[str]:
     items = split_delivery(body, CTX, lambda _p, _w: "acme")
-    return [normalize(item, 1).event_id for item in items]
+    return [normalize(item).event_id for item in items]
 
 
 def quality(event: str, time: int) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The ingress app: handshake, every rejection with its status, and the durable accept."""
+"""The ingress app: handshake, every rejection with its status, the durable accept, and the
+failure paths behind "nothing lost" (on adapters whose store is down, tests/support/failing)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from adapters.outbox import OutboxPublisher
+from adapters.sqlite_inbox import SqliteInbox
 from tests.support.app import VERIFY, ingress_client, signed, stored_count, tenant
 from tests.support.bodies import envelope, messages_value, text_message, two_customers_and_a_status
+from tests.support.failing import FailingInbox, FailingPublisher, FailingRateLimiter
 
 
 async def test_handshake_echoes_the_challenge_as_text(tmp_path: Path) -> None:
@@ -182,3 +186,79 @@ async def test_metrics_count_outcomes_and_items(tmp_path: Path) -> None:
     assert 'wa_webhook_items_total{kind="status"} 1.0' in text
     assert "wa_inbox_append_duration_seconds_count 1.0" in text
     assert "16505550001" not in text
+
+
+async def test_an_inbox_outage_is_503_and_metas_retry_is_stored_afterwards(tmp_path: Path) -> None:
+    """The append fails: 503 inbox_unavailable, nothing stored and no dedup mark set, so the
+    same body retried once the inbox is back is accepted (and only then is a duplicate)."""
+    store = SqliteInbox(tmp_path / "inbox.db")
+    inbox = FailingInbox(store)
+    raw, headers = signed(two_customers_and_a_status())
+    async with ingress_client(tmp_path, inbox=inbox) as (client, _):
+        refused = await client.post("/webhook", content=raw, headers=headers)
+        assert refused.status_code == 503
+        assert refused.json() == {
+            "error": {"code": "inbox_unavailable", "message": "try again later"}
+        }
+        assert inbox.append_attempts == 1
+        assert await stored_count(store) == 0
+
+        inbox.down = False
+        retried = await client.post("/webhook", content=raw, headers=headers)
+        assert (retried.status_code, retried.json()["status"]) == (200, "accepted")
+        assert retried.json()["items"] == 3
+        assert await stored_count(store) == 3
+        again = await client.post("/webhook", content=raw, headers=headers)
+        assert again.json() == {"status": "duplicate", "items": 0}
+        text = (await client.get("/metrics")).text
+    assert 'wa_webhook_requests_total{outcome="inbox_unavailable"} 1.0' in text
+    assert 'wa_webhook_requests_total{outcome="accepted"} 1.0' in text
+
+
+async def test_a_rate_limiter_outage_fails_open_and_is_counted(tmp_path: Path) -> None:
+    """The limiter's store is down: the delivery is still accepted and stored, and
+    wa_rate_limiter_errors_total counts the failed check."""
+    limiter = FailingRateLimiter()
+    raw, headers = signed(two_customers_and_a_status())
+    async with ingress_client(tmp_path, rate_limiter=limiter) as (client, inbox):
+        reply = await client.post("/webhook", content=raw, headers=headers)
+        assert (reply.status_code, reply.json()["status"]) == (200, "accepted")
+        assert await stored_count(inbox) == 3
+        text = (await client.get("/metrics")).text
+    assert limiter.hits == 1
+    assert "wa_rate_limiter_errors_total 1.0" in text
+
+
+async def test_readyz_is_503_and_names_each_failing_check(tmp_path: Path) -> None:
+    """Inbox and publisher down: 503 not_ready, each check reported with its error type."""
+    inbox = FailingInbox(SqliteInbox(tmp_path / "inbox.db"))
+    checks = {"publisher": FailingPublisher().ping}
+    async with ingress_client(tmp_path, inbox=inbox, ready_checks=checks) as (client, _):
+        ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "status": "not_ready",
+        "checks": {"inbox": "down: TransientError", "publisher": "down: TransientError"},
+    }
+
+
+async def test_readyz_is_503_when_only_another_dependency_is_down(tmp_path: Path) -> None:
+    """The inbox answers, the publisher does not: 503, the inbox ok and the publisher named."""
+    checks = {"publisher": FailingPublisher().ping}
+    async with ingress_client(tmp_path, ready_checks=checks) as (client, _):
+        ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {"inbox": "ok", "publisher": "down: TransientError"}
+
+
+async def test_readyz_is_200_when_every_check_passes(tmp_path: Path) -> None:
+    """The inbox and a working publisher answer: 200 ready, every check ok."""
+    publisher = OutboxPublisher(tmp_path / "outbox.db")
+    checks = {"publisher": publisher.ping}
+    try:
+        async with ingress_client(tmp_path, ready_checks=checks) as (client, _):
+            ready = await client.get("/readyz")
+    finally:
+        await publisher.close()
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"inbox": "ok", "publisher": "ok"}}

@@ -1,16 +1,26 @@
-"""The shard's logic on the embedded adapters: order, sequences, retries, redelivery."""
+"""The shard's logic on the embedded adapters: order, sequences, retries, redelivery.
+
+Tests that run the loop await the shard's in-memory metrics (ShardStats.wait_until), never
+a sleep; each wait is bounded, so a shard that does not get there fails the test.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+from actors.normalize import normalize
 from actors.shard import ConversationShard, ShardConfig
+from actors.shard_metrics import ShardStats
 from adapters.errors import TransientError
 from adapters.outbox import OutboxPublisher, read_outbox
 from adapters.sqlite_inbox import SqliteInbox
+from models.dedup import item_key
 from models.event import NormalizedEvent
 from tests.support.events import inbox_item, store
+
+WAIT_S = 5.0
 
 
 class FlakyPublisher:
@@ -34,6 +44,16 @@ class FlakyPublisher:
         await self.inner.close()
 
 
+class BrokenPublisher(FlakyPublisher):
+    """A publisher with a bug (not an adapter error) on its first call."""
+
+    async def publish(self, events: Sequence[NormalizedEvent]) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RuntimeError("a bug, not an outage")
+        await self.inner.publish(events)
+
+
 def published(path: Path) -> list[tuple[str, int]]:
     return [(r["event"]["conversation_id"], r["event"]["sequence"]) for r in read_outbox(path)]
 
@@ -42,8 +62,10 @@ async def test_sequences_increase_per_conversation_in_append_order(tmp_path: Pat
     """Interleaved conversations: each gets 1, 2, 3... in the order its items arrived."""
     inbox = SqliteInbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
+    stats = ShardStats()
     await store(inbox, [inbox_item(n, conversation="ab"[n % 2]) for n in range(6)])
-    shard = ConversationShard(ShardConfig(partition=0, batch_size=4, block_ms=10), inbox, outbox)
+    config = ShardConfig(partition=0, batch_size=4, block_ms=10)
+    shard = ConversationShard(config, inbox, outbox, stats)
     assert await shard.run_once() == 4
     assert await shard.run_once() == 2
     assert published(tmp_path / "outbox.db") == [
@@ -55,7 +77,8 @@ async def test_sequences_increase_per_conversation_in_append_order(tmp_path: Pat
         ("b", 3),
     ]
     assert await inbox.backlog(0) == 0
-    assert shard.stats.last_publish_s > 0  # exported as wa_shard_publish_duration_seconds
+    assert (stats.batches, stats.published, stats.last_batch) == (2, 6, 2)
+    assert stats.last_publish_s > 0  # exported as wa_shard_publish_duration_seconds
     await inbox.close()
     await outbox.close()
 
@@ -80,7 +103,8 @@ async def test_a_broker_outage_delays_but_loses_and_reorders_nothing(tmp_path: P
     inbox = SqliteInbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     flaky = FlakyPublisher(outbox, failures=2)
-    shard = ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, flaky)
+    stats = ShardStats()
+    shard = ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, flaky, stats)
     await store(inbox, [inbox_item(n) for n in range(1, 4)])
     for _ in range(2):
         try:
@@ -92,7 +116,7 @@ async def test_a_broker_outage_delays_but_loses_and_reorders_nothing(tmp_path: P
     assert await inbox.backlog(0) == 3
     assert await shard.run_once() == 3
     assert published(tmp_path / "outbox.db") == [("c1", 1), ("c1", 2), ("c1", 3)]
-    assert shard.stats.publish_failures == 2
+    assert (stats.publish_failures, stats.batches) == (2, 1)
     assert await inbox.backlog(0) == 0
     await inbox.close()
     await outbox.close()
@@ -104,11 +128,10 @@ async def test_a_crash_before_commit_republishes_with_the_same_sequences(tmp_pat
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     await store(inbox, [inbox_item(1), inbox_item(2)])
     batch = await inbox.read(0, 10, 10)  # the "crashed" shard read and published, never committed
-    from actors.normalize import normalize
-
-    await outbox.publish([normalize(s.item, n) for n, s in enumerate(batch, start=1)])
+    await outbox.publish([normalize(s.item).stamp(n) for n, s in enumerate(batch, start=1)])
+    stats = ShardStats()
     restarted = ConversationShard(
-        ShardConfig(partition=0, block_ms=10), SqliteInbox(tmp_path / "inbox.db"), outbox
+        ShardConfig(partition=0, block_ms=10), SqliteInbox(tmp_path / "inbox.db"), outbox, stats
     )
     assert await restarted.run_once() == 2
     rows = list(read_outbox(tmp_path / "outbox.db"))
@@ -118,60 +141,108 @@ async def test_a_crash_before_commit_republishes_with_the_same_sequences(tmp_pat
         ("wamid.1", 1),
         ("wamid.2", 2),
     ]
-    assert restarted.stats.redelivered == 2
+    assert stats.redelivered == 2
+    await inbox.close()
+    await outbox.close()
+
+
+async def test_an_already_published_item_is_skipped_and_takes_no_sequence(tmp_path: Path) -> None:
+    """A second delivery repeating an event_id: committed, counted, not published, and the
+    conversation's next event gets the next number; an all-duplicate batch is a batch too."""
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    stats = ShardStats()
+    shard = ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, outbox, stats)
+    await store(inbox, [inbox_item(1)])
+    assert await shard.run_once() == 1
+    await store(inbox, [inbox_item(1)])
+    assert await shard.run_once() == 0
+    assert (stats.duplicates, stats.batches, stats.last_batch) == (1, 2, 0)
+    await store(inbox, [inbox_item(1), inbox_item(2), inbox_item(2)])
+    assert await shard.run_once() == 1
+    assert published(tmp_path / "outbox.db") == [("c1", 1), ("c1", 2)]
+    assert stats.duplicates == 3
+    assert await inbox.seen([item_key("acme", "wamid.1"), item_key("acme", "wamid.2")]) == {
+        item_key("acme", "wamid.1"),
+        item_key("acme", "wamid.2"),
+    }
+    assert await inbox.backlog(0) == 0
+    await inbox.close()
+    await outbox.close()
+
+
+async def test_an_item_older_than_the_maximum_age_is_published_as_a_replay(
+    tmp_path: Path,
+) -> None:
+    """Meta time 2025-06-15, received 2026-01-01: past a 7-day limit it is routed
+    `<tenant>.replay.<type>` and counted; without a limit it keeps its category."""
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    stats = ShardStats()
+    await store(inbox, [inbox_item(1)])
+    await ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, outbox, stats).run_once()
+    await store(inbox, [inbox_item(2)])
+    unlimited = ShardConfig(partition=0, block_ms=10, max_item_age_s=None)
+    await ConversationShard(unlimited, inbox, outbox).run_once()
+    rows = list(read_outbox(tmp_path / "outbox.db"))
+    assert [(r["routing_key"], r["event"]["sequence"]) for r in rows] == [
+        ("acme.replay.text", 1),
+        ("acme.message.text", 2),
+    ]
+    assert stats.replays == 1
     await inbox.close()
     await outbox.close()
 
 
 async def test_run_stops_after_the_batch_in_hand(tmp_path: Path) -> None:
     """stop() lets run() return; everything read before is published and committed."""
-    import asyncio
-
     inbox = SqliteInbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     await store(inbox, [inbox_item(n) for n in range(1, 51)])
-    shard = ConversationShard(ShardConfig(partition=0, batch_size=10, block_ms=10), inbox, outbox)
+    stats = ShardStats()
+    config = ShardConfig(partition=0, batch_size=10, block_ms=10)
+    shard = ConversationShard(config, inbox, outbox, stats)
     task = asyncio.create_task(shard.run())
-    for _ in range(500):  # the shard has no completion event to wait on: poll its stats
-        if shard.stats.published >= 50:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(stats.wait_until(lambda s: s.published >= 50), WAIT_S)
     shard.stop()
-    await asyncio.wait_for(task, timeout=5)
+    await asyncio.wait_for(task, WAIT_S)
     assert len(published(tmp_path / "outbox.db")) == 50
+    assert stats.batches == 5
     assert await inbox.backlog(0) == 0
     await inbox.close()
     await outbox.close()
 
 
-class BrokenPublisher(FlakyPublisher):
-    """A publisher with a bug (not an adapter error) on its first call."""
-
-    async def publish(self, events: Sequence[NormalizedEvent]) -> None:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise RuntimeError("a bug, not an outage")
-        await self.inner.publish(events)
-
-
 async def test_an_unexpected_error_is_retried_not_fatal_to_the_partition(tmp_path: Path) -> None:
     """run() survives a non-adapter exception: logged, counted, the batch published after."""
-    import asyncio
-
     inbox = SqliteInbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
+    stats = ShardStats()
     shard = ConversationShard(
-        ShardConfig(partition=0, block_ms=10), inbox, BrokenPublisher(outbox, failures=1)
+        ShardConfig(partition=0, block_ms=10), inbox, BrokenPublisher(outbox, failures=1), stats
     )
     await store(inbox, [inbox_item(1), inbox_item(2)])
     task = asyncio.create_task(shard.run())
-    for _ in range(300):
-        if shard.stats.published >= 2:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(stats.wait_until(lambda s: s.published >= 2), WAIT_S)
     shard.stop()
-    await asyncio.wait_for(task, timeout=5)
+    await asyncio.wait_for(task, WAIT_S)
     assert published(tmp_path / "outbox.db") == [("c1", 1), ("c1", 2)]
-    assert shard.stats.errors[0].startswith("RuntimeError")
+    assert stats.errors == ["RuntimeError: a bug, not an outage"]
+    assert stats.publish_failures == 0  # a bug is not a broker refusal
+    await inbox.close()
+    await outbox.close()
+
+
+async def test_the_backlog_is_measured_until_stop(tmp_path: Path) -> None:
+    """report_backlog() reports the uncommitted entries at once, then returns on stop()."""
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    await store(inbox, [inbox_item(n) for n in range(1, 4)])
+    stats = ShardStats()
+    shard = ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, outbox, stats)
+    task = asyncio.create_task(shard.report_backlog(every_s=60))
+    await asyncio.wait_for(stats.wait_until(lambda s: s.backlog == 3), WAIT_S)
+    shard.stop()
+    await asyncio.wait_for(task, WAIT_S)  # well before the next 60 s measurement
     await inbox.close()
     await outbox.close()

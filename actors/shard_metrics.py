@@ -1,0 +1,121 @@
+"""The shard's metrics port: what a shard reports as it happens, and the in-memory twin.
+
+The shard calls the port at each event (a committed batch, a failed publish, ...); the
+actor shell's implementation exports them through Ray (actors/shard_actor.py), and
+`ShardStats` keeps plain counters, which serve the shard's status and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+_KEPT_ERRORS = 10
+
+
+class ShardMetrics(Protocol):
+    """Events of a shard's loop. Called on the loop's thread; must not block or raise."""
+
+    def batch_committed(self, size: int, seconds: float, publish_seconds: float | None) -> None:
+        """A batch of `size` published events was committed, `seconds` after it was read;
+        `publish_seconds` from publish to the broker's last confirm (None: nothing to publish,
+        every item was a duplicate)."""
+        ...
+
+    def entries_redelivered(self, count: int) -> None:
+        """A read returned `count` entries read before and never committed (a crashed reader's)."""
+        ...
+
+    def publish_failed(self) -> None:
+        """The broker did not confirm a batch (it is retried, never skipped)."""
+        ...
+
+    def duplicates_skipped(self, count: int) -> None:
+        """`count` items of a batch were not published: their event_id was already published."""
+        ...
+
+    def replays_quarantined(self, count: int) -> None:
+        """`count` items of a batch were older than the maximum age: published as `replay`."""
+        ...
+
+    def loop_failed(self, error: str) -> None:
+        """An attempt at the batch in hand raised; the loop retries it after a backoff."""
+        ...
+
+    def backlog_measured(self, entries: int) -> None:
+        """The partition holds `entries` entries not yet committed (the lag)."""
+        ...
+
+
+@dataclass(slots=True)
+class ShardStats:
+    """The in-memory ShardMetrics: counters since start, and the last few loop errors.
+
+    `wait_until` lets a test await a state instead of polling it; each event wakes it.
+    """
+
+    batches: int = 0
+    published: int = 0
+    redelivered: int = 0
+    publish_failures: int = 0
+    duplicates: int = 0
+    replays: int = 0
+    last_batch: int = 0
+    last_publish_s: float = 0.0  # publish call to the last broker confirm, last batch
+    backlog: int = 0
+    errors: list[str] = field(default_factory=list)
+    # Replaced on every change: a waiter holds the event of the state it saw, so a change
+    # between its check and its wait still wakes it (sync callers cannot notify a Condition).
+    _changed: asyncio.Event = field(
+        default_factory=asyncio.Event, init=False, repr=False, compare=False
+    )
+
+    def batch_committed(self, size: int, seconds: float, publish_seconds: float | None) -> None:
+        """Count the batch and its published events."""
+        self.batches += 1
+        self.published += size
+        self.last_batch = size
+        if publish_seconds is not None:
+            self.last_publish_s = publish_seconds
+        self._notify()
+
+    def entries_redelivered(self, count: int) -> None:
+        """Count entries read again."""
+        self.redelivered += count
+        self._notify()
+
+    def publish_failed(self) -> None:
+        """Count a batch the broker did not confirm."""
+        self.publish_failures += 1
+        self._notify()
+
+    def duplicates_skipped(self, count: int) -> None:
+        """Count items not published as duplicates."""
+        self.duplicates += count
+        self._notify()
+
+    def replays_quarantined(self, count: int) -> None:
+        """Count items published as replays."""
+        self.replays += count
+        self._notify()
+
+    def loop_failed(self, error: str) -> None:
+        """Keep the error among the last ten."""
+        self.errors = [*self.errors[-(_KEPT_ERRORS - 1) :], error]
+        self._notify()
+
+    def backlog_measured(self, entries: int) -> None:
+        """Keep the last backlog measured."""
+        self.backlog = entries
+        self._notify()
+
+    async def wait_until(self, done: Callable[[ShardStats], bool]) -> None:
+        """Return once `done(self)` holds (at once if it does); bound it with a timeout."""
+        while not done(self):
+            await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()

@@ -1,0 +1,108 @@
+"""Adapters whose infrastructure is down: the ports implemented, every call failing the way a
+real adapter fails (adapters.errors.TransientError), for the ingress's failure paths.
+
+No patching of the project's code: the app is built on these exactly as on a real adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+
+from adapters.errors import TransientError
+from adapters.ports import Delivery, Inbox
+from models.event import NormalizedEvent
+from models.inbox import StoredItem
+
+
+class FailingInbox:
+    """The Inbox port over a working one, failing every call while `down` (an outage).
+
+    Calls made while down never reach the inner inbox, as when the store is unreachable;
+    `append_attempts` counts the appends that were refused.
+    """
+
+    def __init__(self, inner: Inbox, down: bool = True) -> None:
+        self.inner = inner
+        self.down = down
+        self.append_attempts = 0
+
+    def _check(self) -> None:
+        if self.down:
+            raise TransientError("inbox unreachable (test outage)")
+
+    async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Refused while down, else the inner inbox's append."""
+        if self.down:
+            self.append_attempts += 1
+        self._check()
+        return await self.inner.append_deliveries(deliveries)
+
+    async def read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.read(partition, count, block_ms)
+
+    async def commit(
+        self,
+        partition: int,
+        entry_ids: Sequence[str],
+        sequences: Mapping[str, int],
+        seen: Collection[str] = (),
+    ) -> None:
+        """Refused while down."""
+        self._check()
+        await self.inner.commit(partition, entry_ids, sequences, seen)
+
+    async def seen(self, keys: Collection[str]) -> set[str]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.seen(keys)
+
+    async def sequences(self, conversation_ids: Collection[str]) -> dict[str, int]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.sequences(conversation_ids)
+
+    async def backlog(self, partition: int) -> int:
+        """Refused while down."""
+        self._check()
+        return await self.inner.backlog(partition)
+
+    async def ping(self) -> None:
+        """TransientError while down."""
+        self._check()
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        """Closes the inner inbox (down or not)."""
+        await self.inner.close()
+
+
+class FailingRateLimiter:
+    """The RateLimiter port with its store down: every hit raises TransientError."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+
+    async def hit(self, limits: Sequence[tuple[str, int]]) -> float:
+        """Always TransientError (counted)."""
+        self.hits += 1
+        raise TransientError("rate limit store unreachable (test outage)")
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+class FailingPublisher:
+    """The Publisher port with the broker down: publish and ping raise TransientError."""
+
+    async def publish(self, events: Sequence[NormalizedEvent]) -> None:
+        """Always TransientError."""
+        raise TransientError("broker unreachable (test outage)")
+
+    async def ping(self) -> None:
+        """Always TransientError."""
+        raise TransientError("broker unreachable (test outage)")
+
+    async def close(self) -> None:
+        """Nothing to release."""
