@@ -7,10 +7,13 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test lint typecheck unit services bench schema docker-check clean
 
+# The dev venv: the service (editable), the dev tools and the bench extra (loadtest/'s
+# packages; loadtest/ itself is imported from the checkout, never installed). The Docker
+# image installs the service alone.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
 
 ## run: install, then start the service on its embedded defaults (no RabbitMQ/Redis/S3 needed)
@@ -44,6 +47,14 @@ unit: $(STAMP)
 bench: $(STAMP) services
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m loadtest bench
+
+## docker-check: hadolint on the Dockerfile, `docker-compose config` on the stack (where
+## docker-compose is installed; `make services` installs it)
+docker-check: $(STAMP)
+	$(VENV)/bin/hadolint docker/Dockerfile
+	if command -v docker-compose >/dev/null; then \
+	  WA_APP_SECRET=check WA_VERIFY_TOKEN=check docker-compose -f docker/compose.yaml config -q; \
+	fi
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

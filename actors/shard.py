@@ -40,19 +40,15 @@ REPLAY_CATEGORY = "replay"
 
 @dataclass(frozen=True, slots=True)
 class ShardConfig:
-    """How a shard reads its partition."""
+    """How a shard reads its partition (built from Settings by cluster/wiring.py)."""
 
     partition: int
-    batch_size: int = 256
-    block_ms: int = 100
-    # After a partial batch, wait this long before reading again so that the next batch
-    # is larger: every batch costs four store round trips and one confirm wait whatever
-    # its size. Measured on 2 cores at ~1,150 req/s: 1-3 item batches cost ~590 us of
-    # shard CPU per event. The wait adds at most this much to ack->published latency.
-    linger_ms: float = 20.0
-    max_backoff_s: float = 5.0
-    sequence_cache: int = 100_000
-    max_item_age_s: float | None = 7 * 24 * 3600
+    batch_size: int
+    block_ms: int
+    linger_ms: float  # wait after a partial batch so the next is larger (see Settings)
+    max_backoff_s: float
+    sequence_cache: int
+    max_item_age_s: float | None
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ class LocalRateLimiter:
     still (or step it into the next window).
     """
 
-    def __init__(self, window_s: int = 1, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, window_s: int, clock: Callable[[], float] = time.time) -> None:
         self._window_s = max(1, window_s)
         self._clock = clock
         self._window = -1

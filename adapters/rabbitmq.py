@@ -24,7 +24,7 @@ from models.event import NormalizedEvent
 class RabbitPublisher:
     """The Publisher port on aio-pika with publisher confirms."""
 
-    def __init__(self, url: str, exchange: str, confirm_timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, exchange: str, confirm_timeout_s: float) -> None:
         self._url = url
         self._exchange_name = exchange
         self._timeout = confirm_timeout_s

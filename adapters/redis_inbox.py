@@ -27,8 +27,6 @@ from adapters.ports import Delivery
 from models.inbox import StoredItem
 
 GROUP = "shards"
-DEFAULT_WINDOW_S = 7 * 24 * 3600
-
 # KEYS[1]: the delivery's mark; KEYS[2..]: one stream per item; ARGV[1]: window seconds;
 # ARGV[2..]: one encoded item per stream. Scripts are not rolled back on error, so the
 # mark is written last: if an XADD fails part-way (out of memory, a wrong key type), no
@@ -46,7 +44,7 @@ return 1
 class RedisInbox:
     """The Inbox port on Redis Streams."""
 
-    def __init__(self, url: str, prefix: str = "wa:", window_s: int = DEFAULT_WINDOW_S) -> None:
+    def __init__(self, url: str, prefix: str, window_s: int) -> None:
         # Timeouts: a Redis that stops answering must fail the request (503) or the batch
         # (retried), never hang it. Reads block at most block_ms, well under 10 s.
         self._redis: aioredis.Redis = aioredis.Redis.from_url(

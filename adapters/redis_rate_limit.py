@@ -35,9 +35,9 @@ class RedisRateLimiter:
     def __init__(
         self,
         url: str,
-        prefix: str = "wa:",
-        window_s: int = 1,
-        linger_s: float = 0.001,
+        prefix: str,
+        window_s: int,
+        linger_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(

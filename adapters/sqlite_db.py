@@ -31,11 +31,17 @@ class SqliteDb:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is on disk before append() returns, which is the ack point.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.executescript(self._schema)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a commit is on disk before append() returns, which is the ack point.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.executescript(self._schema)
+            except BaseException:
+                # Not a database, locked, or read-only: every call retries the set-up, so a
+                # failed one must not leave its connection (a file descriptor) behind.
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 

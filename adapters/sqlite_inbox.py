@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from adapters.codec import dump_item, load_item
 from adapters.ports import Delivery
@@ -36,16 +37,30 @@ CREATE TABLE IF NOT EXISTS seen (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires);
 """
-DEFAULT_WINDOW_S = 7 * 24 * 3600
 _PURGE_EVERY_S = 60.0
 
 _IDLE_POLL_S = (0.002, 0.05)  # sqlite has no blocking read: poll, backing off while idle
+# Values per `IN (...)`: SQLite builds before 3.32 allow 999 parameters per statement.
+_IN_CHUNK = 500
+
+
+def _select_in(
+    conn: sqlite3.Connection, query: str, values: Sequence[str], *leading: object
+) -> list[tuple[Any, ...]]:
+    """Rows of `query` for every value: its `{marks}` becomes one `?` per value of a chunk,
+    bound after `leading`; one statement per chunk of at most _IN_CHUNK values."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(values), _IN_CHUNK):
+        chunk = values[start : start + _IN_CHUNK]
+        statement = query.format(marks=",".join("?" * len(chunk)))  # only '?' interpolated
+        rows.extend(conn.execute(statement, (*leading, *chunk)).fetchall())
+    return rows
 
 
 class SqliteInbox:
     """The Inbox port on SQLite (WAL). One reader per partition, in this process."""
 
-    def __init__(self, path: Path, window_s: int = DEFAULT_WINDOW_S) -> None:
+    def __init__(self, path: Path, window_s: int) -> None:
         self._db = SqliteDb(path, _SCHEMA)
         self._window_s = window_s
         self._purged_at = 0.0
@@ -89,14 +104,8 @@ class SqliteInbox:
         wanted = list(keys)
 
         def fetch(conn: sqlite3.Connection) -> set[str]:
-            now = time.time()
-            found: set[str] = set()
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT key FROM seen WHERE expires > ? AND key IN ({marks})"  # noqa: S608 -- only '?' placeholders are interpolated
-                found.update(row[0] for row in conn.execute(query, (now, *chunk)))
-            return found
+            query = "SELECT key FROM seen WHERE expires > ? AND key IN ({marks})"
+            return {row[0] for row in _select_in(conn, query, wanted, time.time())}
 
         return await self._db.run(fetch) if wanted else set()
 
@@ -172,15 +181,8 @@ class SqliteInbox:
         wanted = list(conversation_ids)
 
         def fetch(conn: sqlite3.Connection) -> dict[str, int]:
-            found: dict[str, int] = {}
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                query = (
-                    f"SELECT conversation_id, seq FROM sequences WHERE conversation_id IN ({marks})"  # noqa: S608 -- only '?' placeholders are interpolated
-                )
-                found.update(conn.execute(query, chunk).fetchall())
-            return found
+            query = "SELECT conversation_id, seq FROM sequences WHERE conversation_id IN ({marks})"
+            return {cid: seq for cid, seq in _select_in(conn, query, wanted)}
 
         return await self._db.run(fetch) if wanted else {}
 

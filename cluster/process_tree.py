@@ -4,6 +4,9 @@ Ray's workers and Serve's HAProxy start their own process groups, and HAProxy ou
 a `kill -9` of the driver while holding the HTTP port. So the runner records every
 descendant (pid plus kernel start time, which guards against pid reuse) and the next run
 ends the ones still alive. Nothing is ever matched by name.
+
+Process facts come from psutil, read here and nowhere else (the bench's memory sampling
+uses `children` and `tree_rss` below).
 """
 
 from __future__ import annotations
@@ -15,38 +18,58 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
+
 Proc = tuple[int, int]  # (pid, start time in clock ticks since boot)
 
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    """(ppid, starttime) of a live process, or None."""
+
+def _info(pid: int) -> tuple[int, int] | None:
+    """(ppid, start ticks) of a live process, or None (gone, unreadable or a zombie)."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            ppid, started = process.ppid(), process.create_time()
+        # psutil gives the start as boot time + ticks since boot; the boot time moves when
+        # the wall clock is stepped (NTP), the kernel's tick count never does, and it is
+        # what earlier pid files hold. Boot time is read again right away, so a step can
+        # only slip in between two reads microseconds apart.
+        ticks = round((started - psutil.boot_time()) * _TICKS_PER_S)
+    except (psutil.Error, ValueError):  # ValueError: a negative pid from a damaged pid file
         return None
-    # The command name is in parentheses and may contain spaces: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    if fields[0] == "Z":
-        return None
-    return int(fields[1]), int(fields[19])
+    return ppid, ticks
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    """Live pids by parent pid, from one pass over every process."""
+    # process_iter skips a process gone since listed and gives None for one we may not read
+    # (another user's, with hidepid), so neither fails the scan; psutil's children() reads
+    # every process in one call and gives up at the first it may not read. Its cache of
+    # Process objects is dropped first: a cached one whose pid was reused is skipped for a
+    # scan, and a process started in the last 0.5 s must not be missed for that.
+    psutil.process_iter.cache_clear()
+    kids: dict[int, list[int]] = {}
+    for process in psutil.process_iter(["ppid"]):
+        ppid = process.info["ppid"]
+        if ppid is not None:
+            kids.setdefault(ppid, []).append(process.pid)
+    return kids
 
 
 def descendants(root: int) -> list[Proc]:
     """Every live process below `root`, with its start time."""
-    children: dict[int, list[int]] = {}
-    starts: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            info = _stat(int(entry))
-            if info is not None:
-                children.setdefault(info[0], []).append(int(entry))
-                starts[int(entry)] = info[1]
+    kids = _children_by_parent()
     found: list[Proc] = []
-    stack = list(children.get(root, []))
+    stack = list(kids.get(root, []))
     while stack:
         pid = stack.pop()
-        found.append((pid, starts[pid]))
-        stack.extend(children.get(pid, []))
+        info = _info(pid)  # read fresh: the start time is the identity that gets recorded
+        if info is not None:
+            found.append((pid, info[1]))
+        stack.extend(kids.get(pid, []))
     return found
 
 
@@ -55,7 +78,7 @@ def record(path: Path, root: int, previous: list[Proc]) -> list[Proc]:
     current = {pid: start for pid, start in previous if alive((pid, start))}
     current.update(dict(descendants(root)))
     procs = sorted(current.items())
-    start = _stat(root)
+    start = _info(root)
     entries = [(root, start[1] if start else 0), *procs]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"procs": entries}))
@@ -65,7 +88,7 @@ def record(path: Path, root: int, previous: list[Proc]) -> list[Proc]:
 
 def alive(proc: Proc) -> bool:
     """The process exists and is the same one (same start time)."""
-    info = _stat(proc[0])
+    info = _info(proc[0])
     return info is not None and info[1] == proc[1]
 
 
@@ -89,3 +112,17 @@ def load(path: Path) -> list[Proc]:
         return [(int(pid), int(start)) for pid, start in data["procs"]]
     except (OSError, ValueError, KeyError, TypeError):
         return []
+
+
+def children(pid: int) -> list[int]:
+    """Direct live children of pid, lowest pid first (empty if it has none or is gone)."""
+    return sorted(_children_by_parent().get(pid, []))
+
+
+def tree_rss(pid: int) -> int:
+    """Resident memory in bytes of pid and every descendant (0 for what is gone)."""
+    total = 0
+    for member in [pid, *(p for p, _ in descendants(pid))]:
+        with contextlib.suppress(psutil.Error):
+            total += psutil.Process(member).memory_info().rss
+    return total

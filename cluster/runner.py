@@ -115,8 +115,7 @@ def run(settings: Settings) -> None:
         log.info(
             "serving",
             url=f"http://{settings.host}:{settings.port}/webhook",
-            inbox="redis" if wiring.redis_url else f"sqlite:{wiring.data_dir / 'inbox.db'}",
-            publisher="rabbitmq" if wiring.rabbitmq_url else f"outbox:{wiring.outbox_path}",
+            **wiring.describe(),
             shards=wiring.partitions,
         )
         print(

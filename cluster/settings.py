@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -10,7 +9,8 @@ import orjson
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.tenant import Tenant, TenantsFile
+from ingress.client_ip import IpNetwork, parse_networks
+from models.tenant import Tenant, TenantDirectory, TenantsFile
 
 DEV_APP_SECRET = "dev-app-secret"  # noqa: S105 -- documented development default, embedded profile only
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105 -- same
@@ -38,12 +38,22 @@ class Settings(BaseSettings):
     redis_prefix: str = "wa:"
     rabbitmq_url: str | None = None
     rabbitmq_exchange: str = "whatsapp.events"
+    rabbitmq_confirm_timeout_s: float = 30.0
     data_dir: Path = Path("var")
     shards: int = 4
     ingress_replicas: int = 1
     max_body_bytes: int = 4 * 1024 * 1024
     append_linger_ms: float = 1.0
+    append_max_items: int = 512
     shard_batch_size: int = 256
+    shard_block_ms: int = 100
+    # After a partial batch a shard waits this long before reading again so that the next
+    # batch is larger: every batch costs four store round trips and one confirm wait
+    # whatever its size. Measured on 2 cores at ~1,150 req/s: 1-3 item batches cost
+    # ~590 us of shard CPU per event. It adds at most this much to ack->published latency.
+    shard_linger_ms: float = 20.0
+    shard_max_backoff_s: float = 5.0
+    shard_sequence_cache: int = 100_000
     ray_address: str | None = None
     ray_num_cpus: int | None = None
     ray_metrics_port: int | None = None
@@ -60,6 +70,7 @@ class Settings(BaseSettings):
     rate_limit_window_s: int = 1
     rate_limit_per_ip: int = 5_000
     rate_limit_per_tenant: int = 20_000
+    rate_limit_linger_ms: float = 1.0
     max_json_depth: int = 32
     max_json_array: int = 10_000
     body_timeout_s: float = 10.0
@@ -71,19 +82,19 @@ class Settings(BaseSettings):
             return self.allowlist_enabled
         return self.profile == "production"
 
-    def allowed_networks(self) -> tuple[str, ...]:
-        """The allowlist's CIDRs: WA_ALLOWED_CIDRS plus the lines of WA_ALLOWLIST_FILE."""
-        text = self.allowed_cidrs
+    def allowed_networks(self) -> tuple[IpNetwork, ...]:
+        """The allowlist: WA_ALLOWED_CIDRS plus the lines of WA_ALLOWLIST_FILE, parsed."""
+        lines = [self.allowed_cidrs]
         if self.allowlist_file is not None:
             try:
-                text += "\n" + self.allowlist_file.read_text(encoding="utf-8")
+                lines.append(self.allowlist_file.read_text(encoding="utf-8"))
             except OSError as exc:
                 raise SettingsError(f"WA_ALLOWLIST_FILE {self.allowlist_file}: {exc}") from exc
-        return tuple(
-            token
-            for line in text.splitlines()
-            for token in line.split("#", 1)[0].replace(",", " ").split()
-        )
+        return _networks("WA_ALLOWED_CIDRS / WA_ALLOWLIST_FILE", "\n".join(lines).splitlines())
+
+    def trusted_networks(self) -> tuple[IpNetwork, ...]:
+        """WA_TRUSTED_PROXIES, parsed (loopback is in the default: Serve's HAProxy)."""
+        return _networks("WA_TRUSTED_PROXIES", [self.trusted_proxies])
 
     def tenants(self) -> list[Tenant]:
         """The default tenant from WA_APP_SECRET/... plus those of WA_TENANTS_FILE.
@@ -134,13 +145,9 @@ class Settings(BaseSettings):
         self._check_security(tenants)
 
     def _check_security(self, tenants: list[Tenant]) -> None:
-        for name in ("allowed_networks", "trusted_networks"):
-            try:
-                for cidr in getattr(self, name)():
-                    ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise SettingsError(f"bad CIDR in the allowlist or proxies: {exc}") from exc
-        if self.allowlist_on() and not self.allowed_networks():
+        allowed = self.allowed_networks()
+        self.trusted_networks()
+        if self.allowlist_on() and not allowed:
             raise SettingsError(
                 "the allowlist is on (production default) but empty: set WA_ALLOWED_CIDRS or "
                 "WA_ALLOWLIST_FILE (python -m cluster allowlist from-whois), or "
@@ -151,16 +158,18 @@ class Settings(BaseSettings):
             raise SettingsError("WA_MAX_ITEM_AGE_S must be > 0 and <= WA_DEDUP_WINDOW_S")
         if min(self.rate_limit_per_ip, self.rate_limit_per_tenant, self.rate_limit_window_s) < 1:
             raise SettingsError("WA_RATE_LIMIT_* must be >= 1")
-        if self.admin_token is not None:
-            token = self.admin_token.get_secret_value()
-            known = {s.get_secret_value() for t in tenants for s in t.app_secrets}
-            known |= {t.verify_token.get_secret_value() for t in tenants if t.verify_token}
-            known |= {t.access_token.get_secret_value() for t in tenants if t.access_token}
-            if token in known or len(token) < 16:
-                raise SettingsError(
-                    "WA_ADMIN_TOKEN must be 16+ characters and differ from every Meta secret"
-                )
+        try:
+            directory = TenantDirectory(tenants)
+        except ValueError as exc:
+            raise SettingsError(f"tenants: {exc}") from exc
+        try:
+            directory.check_admin_token(self.admin_token)
+        except ValueError as exc:
+            raise SettingsError(f"WA_ADMIN_TOKEN: {exc}") from exc
 
-    def trusted_networks(self) -> tuple[str, ...]:
-        """WA_TRUSTED_PROXIES as CIDR strings (loopback is in the default: Serve's HAProxy)."""
-        return tuple(self.trusted_proxies.replace(",", " ").split())
+
+def _networks(variable: str, lines: list[str]) -> tuple[IpNetwork, ...]:
+    try:
+        return parse_networks(lines)
+    except ValueError as exc:
+        raise SettingsError(f"bad CIDR in {variable}: {exc}") from exc

@@ -1,87 +1,75 @@
-"""Which adapter serves each port: the only place that names concrete adapters.
+"""The settings, derived once into the narrow configs each part receives.
 
-`Wiring` is the narrow, frozen, picklable part of the settings that Ray replicas and actors
-receive; each builds its own clients from it at start-up (clients are never pickled).
+`Wiring.from_settings` is the only place that turns `Settings` into the ingress's config,
+the shards' configs and the adapters' tagged configs (cluster/backends.py); nothing else
+copies a setting or holds a default of its own. A Wiring is frozen and picklable: Ray
+replicas and actors receive it and build their own clients from it at start-up (clients
+are never pickled).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, SecretStr
+from typing import Any
 
 from actors.shard import ShardConfig
-from adapters.local_rate_limit import LocalRateLimiter
-from adapters.outbox import OutboxPublisher
-from adapters.ports import Inbox, Publisher, RateLimiter
-from adapters.rabbitmq import RabbitPublisher
-from adapters.redis_inbox import RedisInbox
-from adapters.redis_rate_limit import RedisRateLimiter
-from adapters.sqlite_inbox import SqliteInbox
+from adapters.ports import Inbox, Publisher
+from cluster.backends import (
+    InboxConfig,
+    LocalRateLimiterConfig,
+    OutboxConfig,
+    PublisherConfig,
+    RabbitPublisherConfig,
+    RateLimiterConfig,
+    RedisInboxConfig,
+    RedisRateLimiterConfig,
+    SqliteInboxConfig,
+    build_inbox,
+    build_publisher,
+    build_rate_limiter,
+)
 from cluster.logging import configure_logging
 from cluster.settings import Settings
-from ingress.app import IngressConfig, IngressDeps
-from ingress.client_ip import SourcePolicy, parse_networks
+from ingress.client_ip import SourcePolicy
+from ingress.config import IngressConfig, IngressDeps, ReadyCheck
+from ingress.health import shard_pool_check
 from models.tenant import Tenant, TenantDirectory
 
 
-class Wiring(BaseModel):
-    """What a replica or actor needs to build its adapters."""
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What a replica or actor needs to build its part of the service."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    redis_url: str | None
-    redis_prefix: str
-    rabbitmq_url: str | None
-    rabbitmq_exchange: str
-    data_dir: Path
-    partitions: int
-    tenants: tuple[Tenant, ...]
-    max_body_bytes: int
-    append_linger_s: float
-    shard_batch_size: int
-    # No defaults here: Settings is the one place that has them (built by from_settings).
     log_level: str
-    dedup_window_s: int
-    max_item_age_s: int
-    rate_limit_window_s: int
-    rate_limit_per_ip: int
-    rate_limit_per_tenant: int
-    max_json_depth: int
-    max_json_array: int
-    body_timeout_s: float
-    allowed_cidrs: tuple[str, ...] | None  # None: the allowlist is off
-    trusted_proxies: tuple[str, ...]
-    admin_token: SecretStr | None
+    data_dir: Path
+    tenants: tuple[Tenant, ...]
+    inbox: InboxConfig
+    publisher: PublisherConfig
+    rate_limiter: RateLimiterConfig
+    ingress: IngressConfig
+    shards: tuple[ShardConfig, ...]  # one per partition, index = partition
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Wiring:
-        """The wiring of these settings (data_dir made absolute for other processes)."""
+        """Check the settings and derive every narrow config (data_dir made absolute)."""
         settings.check()
+        data_dir = settings.data_dir.resolve()
         return cls(
-            redis_url=settings.redis_url,
-            redis_prefix=settings.redis_prefix,
-            rabbitmq_url=settings.rabbitmq_url,
-            rabbitmq_exchange=settings.rabbitmq_exchange,
-            data_dir=settings.data_dir.resolve(),
-            partitions=settings.shards,
-            tenants=tuple(settings.tenants()),
-            max_body_bytes=settings.max_body_bytes,
-            append_linger_s=settings.append_linger_ms / 1000,
-            shard_batch_size=settings.shard_batch_size,
             log_level=settings.log_level,
-            dedup_window_s=settings.dedup_window_s,
-            max_item_age_s=settings.max_item_age_s,
-            rate_limit_window_s=settings.rate_limit_window_s,
-            rate_limit_per_ip=settings.rate_limit_per_ip,
-            rate_limit_per_tenant=settings.rate_limit_per_tenant,
-            max_json_depth=settings.max_json_depth,
-            max_json_array=settings.max_json_array,
-            body_timeout_s=settings.body_timeout_s,
-            allowed_cidrs=settings.allowed_networks() if settings.allowlist_on() else None,
-            trusted_proxies=settings.trusted_networks(),
-            admin_token=settings.admin_token,
+            data_dir=data_dir,
+            tenants=tuple(settings.tenants()),
+            inbox=_inbox(settings, data_dir),
+            publisher=_publisher(settings, data_dir),
+            rate_limiter=_rate_limiter(settings),
+            ingress=_ingress(settings),
+            shards=tuple(_shard(settings, p) for p in range(settings.shards)),
         )
+
+    @property
+    def partitions(self) -> int:
+        """How many inbox partitions (and shard actors) there are."""
+        return len(self.shards)
 
     def secret_values(self) -> list[str]:
         """Every secret the logs must never show."""
@@ -90,77 +78,109 @@ class Wiring(BaseModel):
             for token in (tenant.verify_token, tenant.access_token):
                 if token is not None:
                     values.append(token.get_secret_value())
-        if self.admin_token is not None:
-            values.append(self.admin_token.get_secret_value())
+        if self.ingress.admin_token is not None:
+            values.append(self.ingress.admin_token.get_secret_value())
         return values
 
-    def source_policy(self) -> SourcePolicy:
-        """Trusted proxies and the allowlist, parsed."""
-        allowed = None if self.allowed_cidrs is None else parse_networks(self.allowed_cidrs)
-        return SourcePolicy(parse_networks(self.trusted_proxies), allowed)
-
-    @property
-    def outbox_path(self) -> Path:
-        """Where the embedded publisher writes."""
-        return self.data_dir / "outbox.db"
-
-
-def build_inbox(wiring: Wiring) -> Inbox:
-    """Redis Streams when WA_REDIS_URL is set, else the embedded SQLite inbox."""
-    if wiring.redis_url:
-        return RedisInbox(wiring.redis_url, wiring.redis_prefix, wiring.dedup_window_s)
-    return SqliteInbox(wiring.data_dir / "inbox.db", wiring.dedup_window_s)
+    def describe(self) -> dict[str, str]:
+        """Which backend serves each port, for the start-up log (no credentials)."""
+        inbox = "redis" if isinstance(self.inbox, RedisInboxConfig) else f"sqlite:{self.inbox.path}"
+        publisher = self.publisher
+        return {
+            "inbox": inbox,
+            "publisher": "rabbitmq"
+            if isinstance(publisher, RabbitPublisherConfig)
+            else f"outbox:{publisher.path}",
+        }
 
 
-def build_rate_limiter(wiring: Wiring) -> RateLimiter:
-    """Redis counters shared by all replicas when WA_REDIS_URL is set, else in-process."""
-    if wiring.redis_url:
-        return RedisRateLimiter(wiring.redis_url, wiring.redis_prefix, wiring.rate_limit_window_s)
-    return LocalRateLimiter(wiring.rate_limit_window_s)
+def _inbox(settings: Settings, data_dir: Path) -> InboxConfig:
+    if settings.redis_url:
+        return RedisInboxConfig(
+            url=settings.redis_url,
+            prefix=settings.redis_prefix,
+            dedup_window_s=settings.dedup_window_s,
+        )
+    return SqliteInboxConfig(path=data_dir / "inbox.db", dedup_window_s=settings.dedup_window_s)
 
 
-def build_publisher(wiring: Wiring) -> Publisher:
-    """RabbitMQ when WA_RABBITMQ_URL is set, else the embedded outbox."""
-    if wiring.rabbitmq_url:
-        return RabbitPublisher(wiring.rabbitmq_url, wiring.rabbitmq_exchange)
-    return OutboxPublisher(wiring.outbox_path)
+def _publisher(settings: Settings, data_dir: Path) -> PublisherConfig:
+    if settings.rabbitmq_url:
+        return RabbitPublisherConfig(
+            url=settings.rabbitmq_url,
+            exchange=settings.rabbitmq_exchange,
+            confirm_timeout_s=settings.rabbitmq_confirm_timeout_s,
+        )
+    return OutboxConfig(path=data_dir / "outbox.db")
 
 
-def ingress_deps(wiring: Wiring) -> IngressDeps:
-    """The ingress's dependencies, built inside its replica (which logs redacted JSON)."""
+def _rate_limiter(settings: Settings) -> RateLimiterConfig:
+    if settings.redis_url:
+        return RedisRateLimiterConfig(
+            url=settings.redis_url,
+            prefix=settings.redis_prefix,
+            window_s=settings.rate_limit_window_s,
+            linger_s=settings.rate_limit_linger_ms / 1000,
+        )
+    return LocalRateLimiterConfig(window_s=settings.rate_limit_window_s)
+
+
+def _ingress(settings: Settings) -> IngressConfig:
+    allowed = settings.allowed_networks() if settings.allowlist_on() else None
+    return IngressConfig(
+        partitions=settings.shards,
+        max_body_bytes=settings.max_body_bytes,
+        append_linger_s=settings.append_linger_ms / 1000,
+        append_max_items=settings.append_max_items,
+        max_json_depth=settings.max_json_depth,
+        max_json_array=settings.max_json_array,
+        body_timeout_s=settings.body_timeout_s,
+        rate_limit_per_ip=settings.rate_limit_per_ip,
+        rate_limit_per_tenant=settings.rate_limit_per_tenant,
+        source_policy=SourcePolicy(settings.trusted_networks(), allowed),
+        admin_token=settings.admin_token,
+    )
+
+
+def _shard(settings: Settings, partition: int) -> ShardConfig:
+    return ShardConfig(
+        partition=partition,
+        batch_size=settings.shard_batch_size,
+        block_ms=settings.shard_block_ms,
+        linger_ms=settings.shard_linger_ms,
+        max_backoff_s=settings.shard_max_backoff_s,
+        sequence_cache=settings.shard_sequence_cache,
+        max_item_age_s=settings.max_item_age_s,
+    )
+
+
+def ingress_deps(wiring: Wiring, pool: Any = None) -> IngressDeps:
+    """The ingress's dependencies, built inside its replica (which logs redacted JSON).
+
+    `pool` is the shard pool's Serve handle (None when the replica runs without shards):
+    readiness then also asks whether every shard is running.
+    """
     configure_logging(wiring.log_level, wiring.secret_values())
-    publisher = build_publisher(wiring)
+    publisher = build_publisher(wiring.publisher)
+    ready_checks: dict[str, ReadyCheck] = {"publisher": publisher.ping}
+    if pool is not None:
+        ready_checks["shards"] = shard_pool_check(pool)
     return IngressDeps(
-        config=IngressConfig(
-            partitions=wiring.partitions,
-            max_body_bytes=wiring.max_body_bytes,
-            append_linger_s=wiring.append_linger_s,
-            max_json_depth=wiring.max_json_depth,
-            max_json_array=wiring.max_json_array,
-            body_timeout_s=wiring.body_timeout_s,
-            rate_limit_per_ip=wiring.rate_limit_per_ip,
-            rate_limit_per_tenant=wiring.rate_limit_per_tenant,
-            source_policy=wiring.source_policy(),
-            admin_token=wiring.admin_token,
-        ),
+        config=wiring.ingress,
         directory=TenantDirectory(wiring.tenants),
-        inbox=build_inbox(wiring),
-        ready_checks={"publisher": publisher.ping},
+        inbox=build_inbox(wiring.inbox),
+        ready_checks=ready_checks,
         closers=[publisher.close],
-        rate_limiter=build_rate_limiter(wiring),
+        rate_limiter=build_rate_limiter(wiring.rate_limiter),
     )
 
 
 def shard_deps(wiring: Wiring) -> tuple[Inbox, Publisher]:
     """A shard actor's inbox and publisher, built inside the actor (redacted JSON logs)."""
     configure_logging(wiring.log_level, wiring.secret_values())
-    return build_inbox(wiring), build_publisher(wiring)
+    return build_inbox(wiring.inbox), build_publisher(wiring.publisher)
 
 
 def shard_config(wiring: Wiring, partition: int) -> ShardConfig:
     """How shard `partition` reads."""
-    return ShardConfig(
-        partition=partition,
-        batch_size=wiring.shard_batch_size,
-        max_item_age_s=wiring.max_item_age_s,
-    )
+    return wiring.shards[partition]

@@ -30,22 +30,12 @@ __all__ = [
 ]
 
 
-def _check_admin_token(deps: IngressDeps) -> None:
-    token = deps.config.admin_token
-    if token is None:
-        return
-    value = token.get_secret_value()
-    others = {t.verify_token.get_secret_value() for t in deps.directory.tenants if t.verify_token}
-    if len(value) < 16 or value.encode() in deps.directory.secrets() or value in others:
-        raise ValueError("the admin token must be 16+ characters and differ from Meta's secrets")
-
-
 def create_app(deps: IngressDeps) -> FastAPI:
     """Build the ingress app around per-replica dependencies (no module-level clients).
 
     `app.state` holds the batcher (drained at replica shutdown), the metrics and the receiver.
     """
-    _check_admin_token(deps)
+    deps.directory.check_admin_token(deps.config.admin_token)
     config, directory = deps.config, deps.directory
     app = FastAPI(
         title="WhatsApp webhook ingestion",

@@ -9,30 +9,28 @@ from dataclasses import dataclass, field
 from pydantic import SecretStr
 
 from adapters.ports import Inbox, RateLimiter
-from ingress.client_ip import LOOPBACK, SourcePolicy, parse_networks
+from ingress.client_ip import SourcePolicy
 from models.tenant import TenantDirectory
 
 ReadyCheck = Callable[[], Awaitable[None]]
 """A readiness probe: returns when the dependency answers, raises otherwise."""
 
-_DEFAULT_POLICY = SourcePolicy(trusted_proxies=parse_networks(LOOPBACK))  # allowlist off
-
 
 @dataclass(frozen=True, slots=True)
 class IngressConfig:
-    """The ingress's narrow view of the settings (defaults: the embedded profile)."""
+    """The ingress's narrow view of the settings (built from Settings by cluster/wiring.py)."""
 
     partitions: int
-    max_body_bytes: int = 4 * 1024 * 1024
-    append_linger_s: float = 0.001
-    append_max_items: int = 512
-    max_json_depth: int = 32
-    max_json_array: int = 10_000
-    body_timeout_s: float = 10.0
-    rate_limit_per_ip: int = 5_000
-    rate_limit_per_tenant: int = 20_000
-    source_policy: SourcePolicy = _DEFAULT_POLICY
-    admin_token: SecretStr | None = None
+    max_body_bytes: int
+    append_linger_s: float
+    append_max_items: int
+    max_json_depth: int
+    max_json_array: int
+    body_timeout_s: float
+    rate_limit_per_ip: int
+    rate_limit_per_tenant: int
+    source_policy: SourcePolicy
+    admin_token: SecretStr | None
 
 
 @dataclass(slots=True)

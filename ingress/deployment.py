@@ -24,25 +24,14 @@ from ingress.app import IngressDeps, create_app
 class WebhookIngress:
     """Builds its dependencies at replica start-up, then serves create_app(deps)."""
 
-    def __init__(self, deps_factory: Callable[[], IngressDeps], pool: Any = None) -> None:
-        self._deps = deps_factory()
-        self._pool = pool
+    def __init__(self, deps_factory: Callable[[Any], IngressDeps], pool: Any = None) -> None:
+        # `pool` is the shard pool's handle; the factory puts it in the deps' readiness.
+        self._deps = deps_factory(pool)
         self._app: FastAPI | None = None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Serve calls this after __init__ on the replica."""
-        deps = self._deps
-        if self._pool is not None:
-            pool = self._pool
-
-            async def shards_running() -> None:
-                statuses = await pool.status.remote()
-                stopped = [s.partition for s in statuses if not s.running]
-                if stopped:
-                    raise RuntimeError(f"shards not running: {stopped}")
-
-            deps.ready_checks["shards"] = shards_running
-        self._app = create_app(deps)
+        self._app = create_app(self._deps)
         return self._app
 
     async def __del__(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
@@ -22,6 +23,18 @@ async def readiness(checks: Mapping[str, ReadyCheck]) -> dict[str, str]:
         except Exception as exc:  # noqa: BLE001 -- readiness reports any failure as 'down'
             answers[name] = f"down: {type(exc).__name__}"
     return answers
+
+
+def shard_pool_check(pool: Any) -> ReadyCheck:
+    """A readiness check over the shard pool's handle: raises when a shard is not running."""
+
+    async def shards_running() -> None:
+        statuses = await pool.status.remote()
+        stopped = [s.partition for s in statuses if not s.running]
+        if stopped:
+            raise RuntimeError(f"shards not running: {stopped}")
+
+    return shards_running
 
 
 def health_router(metrics: IngressMetrics, deps: IngressDeps) -> APIRouter:

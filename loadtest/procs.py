@@ -12,42 +12,10 @@ from pathlib import Path
 
 import httpx
 
-_PAGE = os.sysconf("SC_PAGE_SIZE")
+# Process facts (children, resident memory) are read in one place, with psutil.
+from cluster.process_tree import children, tree_rss
 
-
-def children(pid: int) -> list[int]:
-    """Direct children of pid (from /proc, Linux)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found.extend(int(c) for c in (task / "children").read_text().split())
-        except OSError:
-            continue
-    return found
-
-
-def tree(pid: int) -> list[int]:
-    """pid and all its descendants."""
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(children(current))
-    return out
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of one process (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/statm").read_text().split()
-    except OSError:
-        return 0
-    return int(fields[1]) * _PAGE
-
-
-def tree_rss(pid: int) -> int:
-    """Sum of the resident memory of pid and every descendant."""
-    return sum(rss_bytes(p) for p in tree(pid))
+__all__ = ["children", "start", "stop", "tree_rss", "wait_ready"]
 
 
 def start(cmd: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

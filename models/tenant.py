@@ -77,6 +77,26 @@ class TenantDirectory:
                 return self._tenants[self._owner[meta_id]]
         return self._default
 
+    def check_admin_token(self, token: SecretStr | None) -> None:
+        """ValueError unless the admin token is 16+ characters and none of Meta's secrets.
+
+        The one rule for the admin token, kept by the settings at start-up and by the app
+        it guards: a token equal to an app secret, verify token or access token would let
+        whoever holds that Meta credential into the admin API.
+        """
+        if token is None:
+            return
+        value = token.get_secret_value()
+        known = {s.get_secret_value() for t in self.tenants for s in t.app_secrets}
+        for tenant in self.tenants:
+            for other in (tenant.verify_token, tenant.access_token):
+                if other is not None:
+                    known.add(other.get_secret_value())
+        if len(value) < 16 or value in known:
+            raise ValueError(
+                "the admin token must be 16+ characters and differ from every Meta secret"
+            )
+
     def secrets(self, tenant_id: str | None = None) -> dict[bytes, frozenset[str]]:
         """App secret -> ids of the tenants that hold it (all tenants, or just one)."""
         holders: dict[bytes, set[str]] = {}

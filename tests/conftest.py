@@ -1,9 +1,11 @@
-"""Shared fixtures: real Redis and RabbitMQ with a key prefix / exchange per test."""
+"""Shared fixtures: real Redis and RabbitMQ with a key prefix / exchange per test, and
+ports with no server behind them (refusing, or silent) for the unreachable cases."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -43,3 +45,22 @@ def exchange_name() -> Iterator[str]:
     name = f"watest.{uuid.uuid4().hex[:12]}"
     yield name
     asyncio.run(_delete_exchange(name))
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 nobody listens on: a connection to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (into the kernel's backlog) and never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        port: int = sock.getsockname()[1]
+        yield port

@@ -20,16 +20,19 @@ from pathlib import Path
 import httpx
 import redis
 
-from adapters.local_rate_limit import LocalRateLimiter
 from adapters.ports import Inbox, RateLimiter
-from adapters.redis_inbox import RedisInbox
-from adapters.redis_rate_limit import RedisRateLimiter
-from adapters.sqlite_inbox import SqliteInbox
-from ingress.app import IngressConfig, IngressDeps, create_app
+from ingress.app import IngressDeps, create_app
 from ingress.client_ip import SourcePolicy, parse_networks
 from models.tenant import TenantDirectory
 from tests.support.app import signed, tenant
 from tests.support.bodies import envelope, messages_value, text_message
+from tests.support.configs import (
+    ingress_config,
+    local_rate_limiter,
+    redis_inbox,
+    redis_rate_limiter,
+    sqlite_inbox,
+)
 
 URL = "redis://127.0.0.1:6379/0"
 
@@ -38,7 +41,7 @@ async def run(name: str, inbox: Inbox, limiter: RateLimiter | None, secure: bool
     policy = SourcePolicy(
         parse_networks(["127.0.0.0/8"]), parse_networks(["203.0.113.0/24"]) if secure else None
     )
-    config = IngressConfig(partitions=4, source_policy=policy, rate_limit_per_ip=10**9)
+    config = ingress_config(partitions=4, source_policy=policy, rate_limit_per_ip=10**9)
     app = create_app(IngressDeps(config, TenantDirectory([tenant()]), inbox, rate_limiter=limiter))
     bodies = [
         signed(envelope(("messages", messages_value([text_message(f"w{n}.{i}", "1650555")]))))
@@ -74,20 +77,20 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     n = parser.parse_args().requests
     prefix = f"wabench:{uuid.uuid4().hex[:8]}:"
-    await run("redis: append only", RedisInbox(URL, prefix + "a:"), None, False, n)
+    await run("redis: append only", redis_inbox(prefix + "a:", url=URL), None, False, n)
     await run(
         "redis: allowlist + rate limit + dedup",
-        RedisInbox(URL, prefix + "b:"),
-        RedisRateLimiter(URL, prefix + "b:"),
+        redis_inbox(prefix + "b:", url=URL),
+        redis_rate_limiter(prefix + "b:", url=URL),
         True,
         n,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        await run("sqlite: append only", SqliteInbox(Path(tmp) / "a.db"), None, False, n)
+        await run("sqlite: append only", sqlite_inbox(Path(tmp) / "a.db"), None, False, n)
         await run(
             "sqlite: allowlist + rate limit + dedup",
-            SqliteInbox(Path(tmp) / "b.db"),
-            LocalRateLimiter(),
+            sqlite_inbox(Path(tmp) / "b.db"),
+            local_rate_limiter(),
             True,
             n,
         )

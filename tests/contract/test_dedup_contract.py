@@ -4,17 +4,18 @@ marks set with the commit, both expiring after the window."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from adapters.ports import Inbox
 from adapters.redis_inbox import RedisInbox
-from adapters.sqlite_inbox import SqliteInbox
 from tests.conftest import REDIS_URL
+from tests.support.configs import sqlite_inbox
 from tests.support.events import inbox_item as item
 from tests.support.events import store
+from tests.support.unreachable import UNWRITABLE_DB_KINDS, fails_transiently, unwritable_db_path
 
 Factory = Callable[[int], Inbox]
 
@@ -26,7 +27,7 @@ async def make_inbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
     def factory(window_s: int = 3600) -> Inbox:
         if request.param == "sqlite":
-            made.append(SqliteInbox(tmp_path / "inbox.db", window_s))
+            made.append(sqlite_inbox(tmp_path / "inbox.db", window_s))
         else:
             made.append(RedisInbox(REDIS_URL, request.getfixturevalue("redis_prefix"), window_s))
         return made[-1]
@@ -82,3 +83,35 @@ async def test_marks_expire_after_the_window(make_inbox: Factory) -> None:
     await asyncio.sleep(2.1)
     assert await inbox.seen(["i:1"]) == set()
     assert await inbox.append_deliveries([("d:1", [item(1)])]) == [True]
+
+
+@pytest.fixture(params=[*(f"sqlite-{kind}" for kind in UNWRITABLE_DB_KINDS), "redis-refused"])
+async def unreachable_inbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Inbox]:
+    """An inbox whose marks cannot be reached: SQLite on a path it cannot open, Redis on a
+    port that refuses connections."""
+    kind: str = request.param
+    if kind.startswith("sqlite-"):
+        path = unwritable_db_path(kind.removeprefix("sqlite-"), tmp_path)
+        inbox: Inbox = sqlite_inbox(path, 3600)
+    else:
+        port = request.getfixturevalue("closed_port")
+        inbox = RedisInbox(f"redis://127.0.0.1:{port}/0", "watest:unreachable:", 3600)
+    yield inbox
+    await inbox.close()
+
+
+# Every call that checks or sets a mark.
+MARK_CALLS: dict[str, Callable[[Inbox], Awaitable[object]]] = {
+    "append_deliveries": lambda inbox: inbox.append_deliveries([("d:1", [item(1)])]),
+    "seen": lambda inbox: inbox.seen(["i:1"]),
+    "commit": lambda inbox: inbox.commit(0, [], {}, seen=["i:1"]),
+}
+
+
+@pytest.mark.parametrize("call", MARK_CALLS.values(), ids=MARK_CALLS.keys())
+async def test_unreachable_marks_are_a_transient_error_never_a_verdict(
+    unreachable_inbox: Inbox, call: Callable[[Inbox], Awaitable[object]]
+) -> None:
+    """Marks out of reach: TransientError, fast, so a delivery is neither called a duplicate
+    nor stored unchecked (Meta retries it), and the shard keeps its batch."""
+    await fails_transiently(call(unreachable_inbox))

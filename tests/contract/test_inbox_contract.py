@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from adapters.ports import Inbox
 from adapters.redis_inbox import RedisInbox
-from adapters.sqlite_inbox import SqliteInbox
 from tests.conftest import REDIS_URL
+from tests.support.configs import redis_inbox, sqlite_inbox
 from tests.support.events import inbox_item as item
 from tests.support.events import store
+from tests.support.unreachable import UNWRITABLE_DB_KINDS, fails_transiently, unwritable_db_path
 
 Factory = Callable[[], Inbox]
+
+WINDOW_S = 3600  # dedup window of every inbox here; expiry is the dedup suite's subject
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
@@ -24,13 +27,13 @@ async def make_inbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     if request.param == "sqlite":
 
         def factory() -> Inbox:
-            made.append(SqliteInbox(tmp_path / "inbox.db"))
+            made.append(sqlite_inbox(tmp_path / "inbox.db", WINDOW_S))
             return made[-1]
     else:
         prefix = request.getfixturevalue("redis_prefix")
 
         def factory() -> Inbox:
-            made.append(RedisInbox(REDIS_URL, prefix))
+            made.append(redis_inbox(prefix, window_s=WINDOW_S))
             return made[-1]
 
     yield factory
@@ -111,7 +114,7 @@ async def test_redis_recreates_a_lost_consumer_group_and_rereads(redis_prefix: s
 
     from adapters.errors import TransientError
 
-    inbox = RedisInbox(REDIS_URL, redis_prefix)
+    inbox = redis_inbox(redis_prefix, window_s=WINDOW_S)
     await store(inbox, [item(1), item(2)])
     assert len(await inbox.read(0, 10, 50)) == 2  # handed out, not committed
     raw = aioredis.Redis.from_url(REDIS_URL)
@@ -122,3 +125,52 @@ async def test_redis_recreates_a_lost_consumer_group_and_rereads(redis_prefix: s
     again = await inbox.read(0, 10, 50)
     assert [s.item.delivery_id for s in again] == ["d1", "d2"]
     await inbox.close()
+
+
+@pytest.fixture(
+    params=[
+        *(f"sqlite-{kind}" for kind in UNWRITABLE_DB_KINDS),
+        "redis-refused",
+        "redis-silent",
+    ]
+)
+async def unreachable_inbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Inbox]:
+    """An inbox whose store cannot be reached: SQLite on a path it cannot open, Redis on a
+    port that refuses connections or one that accepts and never answers."""
+    kind: str = request.param
+    if kind.startswith("sqlite-"):
+        path = unwritable_db_path(kind.removeprefix("sqlite-"), tmp_path)
+        inbox: Inbox = sqlite_inbox(path, WINDOW_S)
+    elif kind == "redis-refused":
+        port = request.getfixturevalue("closed_port")
+        inbox = RedisInbox(f"redis://127.0.0.1:{port}/0", "watest:unreachable:", WINDOW_S)
+    else:
+        # Timeouts in the URL take precedence over the adapter's (5 s connect, 10 s read).
+        port = request.getfixturevalue("silent_port")
+        inbox = RedisInbox(
+            f"redis://127.0.0.1:{port}/0?socket_connect_timeout=0.2&socket_timeout=0.2",
+            "watest:unreachable:",
+            WINDOW_S,
+        )
+    yield inbox
+    await inbox.close()
+
+
+# Every call the ingress and the shards make on the port.
+INBOX_CALLS: dict[str, Callable[[Inbox], Awaitable[object]]] = {
+    "append_deliveries": lambda inbox: inbox.append_deliveries([("d:1", [item(1)])]),
+    "read": lambda inbox: inbox.read(0, 10, 50),
+    "commit": lambda inbox: inbox.commit(0, ["1"], {"c1": 1}),
+    "sequences": lambda inbox: inbox.sequences(["c1"]),
+    "backlog": lambda inbox: inbox.backlog(0),
+    "ping": lambda inbox: inbox.ping(),
+}
+
+
+@pytest.mark.parametrize("call", INBOX_CALLS.values(), ids=INBOX_CALLS.keys())
+async def test_an_unreachable_store_is_a_transient_error_not_a_vendor_one(
+    unreachable_inbox: Inbox, call: Callable[[Inbox], Awaitable[object]]
+) -> None:
+    """Store down: every call fails fast with TransientError (the ingress answers 503, the
+    shard retries the batch), never with redis' or sqlite3's exceptions, and never hangs."""
+    await fails_transiently(call(unreachable_inbox))

@@ -17,8 +17,11 @@ from adapters.rabbitmq import RabbitPublisher
 from models.event import NormalizedEvent
 from tests.conftest import RABBITMQ_URL
 from tests.support.events import event
+from tests.support.unreachable import UNWRITABLE_DB_KINDS, fails_transiently, unwritable_db_path
 
 Consumed = list[tuple[str, dict[str, Any], dict[str, Any]]]  # routing key, headers, body
+
+CONFIRM_TIMEOUT_S = 30.0  # how long a publish waits for the broker's confirms
 
 
 class Harness:
@@ -42,7 +45,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await publisher.close()
         return
     exchange = request.getfixturevalue("exchange_name")
-    publisher = RabbitPublisher(RABBITMQ_URL, exchange)
+    publisher = RabbitPublisher(RABBITMQ_URL, exchange, CONFIRM_TIMEOUT_S)
     await publisher.ping()  # declares the exchange before the test queue binds to it
     connection = await aio_pika.connect(RABBITMQ_URL)
     channel = await connection.channel()
@@ -103,7 +106,7 @@ async def test_ping_succeeds_on_a_reachable_backend(harness: Harness) -> None:
 @pytest.mark.rabbitmq
 async def test_unroutable_events_are_kept_not_dropped(exchange_name: str) -> None:
     """No queue bound for the key: the event lands in `<exchange>.unrouted`."""
-    publisher = RabbitPublisher(RABBITMQ_URL, exchange_name)
+    publisher = RabbitPublisher(RABBITMQ_URL, exchange_name, CONFIRM_TIMEOUT_S)
     await publisher.publish([event(1)])
     await publisher.close()
     connection = await aio_pika.connect(RABBITMQ_URL)
@@ -119,3 +122,48 @@ async def test_unroutable_events_are_kept_not_dropped(exchange_name: str) -> Non
         assert message is not None
         assert orjson.loads(message.body)["event_id"] == "wamid.1"
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+
+
+@pytest.fixture(params=[*(f"outbox-{kind}" for kind in UNWRITABLE_DB_KINDS), "rabbitmq-refused"])
+async def unreachable_publisher(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Publisher]:
+    """A publisher whose broker cannot be reached: the outbox on a path SQLite cannot open,
+    RabbitMQ on a port that refuses connections. (A broker that accepts and never answers
+    costs RabbitPublisher's fixed 10 s connect timeout, so it is not exercised here.)"""
+    kind: str = request.param
+    if kind.startswith("outbox-"):
+        publisher: Publisher = OutboxPublisher(
+            unwritable_db_path(kind.removeprefix("outbox-"), tmp_path)
+        )
+    else:
+        port = request.getfixturevalue("closed_port")
+        url = f"amqp://guest:guest@127.0.0.1:{port}/"
+        publisher = RabbitPublisher(url, "watest.unreachable", CONFIRM_TIMEOUT_S)
+    yield publisher
+    await publisher.close()
+
+
+PUBLISHER_CALLS: dict[str, Callable[[Publisher], Awaitable[object]]] = {
+    "publish": lambda publisher: publisher.publish([event(1)]),
+    "ping": lambda publisher: publisher.ping(),
+}
+
+
+@pytest.mark.parametrize("call", PUBLISHER_CALLS.values(), ids=PUBLISHER_CALLS.keys())
+async def test_an_unreachable_broker_is_a_transient_error_not_a_vendor_one(
+    unreachable_publisher: Publisher, call: Callable[[Publisher], Awaitable[object]]
+) -> None:
+    """Broker down: publish and ping fail fast with TransientError (the shard keeps the
+    batch and retries, /readyz says not ready), never aio-pika's or sqlite3's exceptions."""
+    await fails_transiently(call(unreachable_publisher))
+
+
+@pytest.mark.parametrize("call", PUBLISHER_CALLS.values(), ids=PUBLISHER_CALLS.keys())
+async def test_a_publisher_retried_against_an_unreachable_broker_keeps_failing_transiently(
+    unreachable_publisher: Publisher, call: Callable[[Publisher], Awaitable[object]]
+) -> None:
+    """The shard retries the same publisher: each attempt reconnects and fails the same way
+    (a failed connect leaves no half-open state that would raise something else)."""
+    for _ in range(3):
+        await fails_transiently(call(unreachable_publisher))

@@ -15,9 +15,8 @@ import pytest
 
 from adapters.local_rate_limit import LocalRateLimiter
 from adapters.ports import RateLimiter
-from adapters.redis_rate_limit import RedisRateLimiter
-from tests.conftest import REDIS_URL
 from tests.support.clock import FixedClock
+from tests.support.configs import redis_rate_limiter
 
 
 class MakeLimiter(Protocol):
@@ -45,7 +44,7 @@ async def make_limiter(
             limiter = LocalRateLimiter(window_s, clock=clock)
         else:
             prefix = request.getfixturevalue("redis_prefix")
-            limiter = RedisRateLimiter(REDIS_URL, prefix, window_s, clock=clock)
+            limiter = redis_rate_limiter(prefix, window_s=window_s, clock=clock)
         made.append(limiter)
         return limiter
 

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import uvicorn
 
-from actors.shard import ConversationShard, ShardConfig
+from actors.shard import ConversationShard
 from adapters.outbox import OutboxPublisher
-from adapters.sqlite_inbox import SqliteInbox
-from ingress.app import IngressConfig, IngressDeps, create_app
+from ingress.app import IngressDeps, create_app
 from loadtest.consumers import OutboxSource
 from loadtest.harness import RunConfig, run_load
 from loadtest.sender import RetryPolicy
 from loadtest.tenants import generate_tenants, to_tenants_file
 from loadtest.traffic import TrafficGenerator
 from models.tenant import TenantDirectory
+from tests.support.configs import ingress_config, shard_config, sqlite_inbox
 
 PARTITIONS = 2
 
@@ -36,10 +36,10 @@ async def test_harness_counts_no_loss_and_no_order_breaks(tmp_path: Path) -> Non
     tenants = generate_tenants(2, seed=7)
     directory = TenantDirectory(to_tenants_file(tenants).tenants)
     inbox_path, outbox_path = tmp_path / "inbox.db", tmp_path / "outbox.db"
-    deps = IngressDeps(IngressConfig(partitions=PARTITIONS), directory, SqliteInbox(inbox_path))
-    shard_inbox, publisher = SqliteInbox(inbox_path), OutboxPublisher(outbox_path)
+    deps = IngressDeps(ingress_config(partitions=PARTITIONS), directory, sqlite_inbox(inbox_path))
+    shard_inbox, publisher = sqlite_inbox(inbox_path), OutboxPublisher(outbox_path)
     shards = [
-        ConversationShard(ShardConfig(partition=p, block_ms=20), shard_inbox, publisher)
+        ConversationShard(shard_config(partition=p, block_ms=20), shard_inbox, publisher)
         for p in range(PARTITIONS)
     ]
     port = _free_port()

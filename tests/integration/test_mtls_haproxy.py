@@ -23,10 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from adapters.sqlite_inbox import SqliteInbox
-from ingress.app import IngressConfig, IngressDeps, create_app
+from ingress.app import IngressDeps, create_app
 from models.tenant import TenantDirectory
 from tests.support.app import signed, tenant
 from tests.support.bodies import two_customers_and_a_status
+from tests.support.configs import ingress_config, sqlite_inbox
 from tests.support.service import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,8 +106,8 @@ def stack(
     import threading
 
     app_port, tls_port = free_port(), free_port()
-    inbox = SqliteInbox(tmp_path / "inbox.db")
-    app = create_app(IngressDeps(IngressConfig(partitions=2), TenantDirectory([tenant()]), inbox))
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    app = create_app(IngressDeps(ingress_config(partitions=2), TenantDirectory([tenant()]), inbox))
 
     async def recording(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":

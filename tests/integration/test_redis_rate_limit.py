@@ -9,9 +9,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from adapters.errors import TransientError
-from adapters.redis_rate_limit import RedisRateLimiter
 from tests.conftest import REDIS_URL
 from tests.support.clock import FixedClock
+from tests.support.configs import redis_rate_limiter
 
 pytestmark = pytest.mark.redis
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.redis
 async def test_the_counter_key_is_the_clocks_window_and_expires(redis_prefix: str) -> None:
     """At t = 60 * w + 10 with 60 s windows the counter is `<prefix>rl:<key>:<w>`, TTL 120 s."""
     clock = FixedClock(60 * 28_333_333 + 10.0)
-    limiter = RedisRateLimiter(REDIS_URL, redis_prefix, 60, clock=clock)
+    limiter = redis_rate_limiter(redis_prefix, window_s=60, clock=clock)
     client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         await asyncio.gather(*(limiter.hit([("ip:a", 10), ("tenant:t", 10)]) for _ in range(3)))
@@ -37,7 +37,7 @@ async def test_the_counter_key_is_the_clocks_window_and_expires(redis_prefix: st
 
 async def test_an_unreachable_redis_is_a_transient_error_for_every_waiting_hit() -> None:
     """Nothing listens on the port: each grouped hit raises TransientError (never hangs)."""
-    limiter = RedisRateLimiter("redis://127.0.0.1:1/0", linger_s=0.0)
+    limiter = redis_rate_limiter("wa:", url="redis://127.0.0.1:1/0", linger_s=0.0)
     try:
         results = await asyncio.wait_for(
             asyncio.gather(*(limiter.hit([("ip:a", 1)]) for _ in range(3)), return_exceptions=True),

@@ -12,10 +12,10 @@ import orjson
 from pydantic import SecretStr
 
 from adapters.ports import Inbox, RateLimiter
-from adapters.sqlite_inbox import SqliteInbox
-from ingress.app import IngressConfig, IngressDeps, ReadyCheck, create_app
+from ingress.app import IngressDeps, ReadyCheck, create_app
 from ingress.signature import sign
 from models.tenant import Tenant, TenantDirectory
+from tests.support.configs import ingress_config, sqlite_inbox
 
 SECRET = "test-app-secret"
 VERIFY = "test-verify-token"
@@ -59,9 +59,9 @@ async def ingress_client(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Inbox]]:
     """An httpx client on create_app() over `inbox` (default: a SQLite inbox in tmp_path),
     without rate limits unless `rate_limiter` is given; the inbox is closed afterwards."""
-    inbox = inbox if inbox is not None else SqliteInbox(tmp_path / "inbox.db")
+    inbox = inbox if inbox is not None else sqlite_inbox(tmp_path / "inbox.db")
     deps = IngressDeps(
-        config=IngressConfig(partitions=partitions, max_body_bytes=max_body_bytes),
+        config=ingress_config(partitions=partitions, max_body_bytes=max_body_bytes),
         directory=TenantDirectory(tenants or [tenant()]),
         inbox=inbox,
         ready_checks=dict(ready_checks or {}),

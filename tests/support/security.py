@@ -18,19 +18,22 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from actors.shard import ConversationShard, ShardConfig
+from actors.shard import ConversationShard
 from adapters.local_rate_limit import LocalRateLimiter
 from adapters.outbox import OutboxPublisher, read_outbox
 from adapters.ports import Inbox, RateLimiter
-from adapters.redis_inbox import RedisInbox
-from adapters.redis_rate_limit import RedisRateLimiter
-from adapters.sqlite_inbox import SqliteInbox
-from ingress.app import IngressConfig, IngressDeps, create_app
+from ingress.app import IngressDeps, create_app
 from ingress.client_ip import SourcePolicy, parse_networks
 from models.tenant import Tenant, TenantDirectory
-from tests.conftest import REDIS_URL
 from tests.support.app import SECRET, VERIFY
 from tests.support.clock import FixedClock
+from tests.support.configs import (
+    ingress_config,
+    redis_inbox,
+    redis_rate_limiter,
+    shard_config,
+    sqlite_inbox,
+)
 
 PARTITIONS = 2
 META_IP = "203.0.113.7"  # inside the allowlist: plays Meta
@@ -87,7 +90,7 @@ class Stack:
         block_ms=1, not 0: for Redis, XREADGROUP BLOCK 0 means wait forever.
         """
         shards = [
-            ConversationShard(ShardConfig(partition=p, block_ms=1), self.inbox, self.publisher)
+            ConversationShard(shard_config(partition=p, block_ms=1), self.inbox, self.publisher)
             for p in range(PARTITIONS)
         ]
         for _ in range(50):
@@ -119,12 +122,12 @@ async def security_stack(
     clock = FixedClock()  # every stack at the same instant: replicas share a window
     if backend == "redis":
         assert redis_prefix is not None
-        inbox = RedisInbox(REDIS_URL, redis_prefix)
-        limiter = RedisRateLimiter(REDIS_URL, redis_prefix, WINDOW_S, clock=clock)
+        inbox = redis_inbox(redis_prefix)
+        limiter = redis_rate_limiter(redis_prefix, window_s=WINDOW_S, clock=clock)
     else:
-        inbox = SqliteInbox(tmp_path / "inbox.db")
+        inbox = sqlite_inbox(tmp_path / "inbox.db")
         limiter = LocalRateLimiter(WINDOW_S, clock=clock)
-    config = IngressConfig(
+    config = ingress_config(
         partitions=PARTITIONS,
         max_body_bytes=64 * 1024,
         max_json_depth=32,

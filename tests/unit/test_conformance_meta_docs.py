@@ -25,13 +25,14 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from actors.shard import ConversationShard, ShardConfig
+from actors.shard import ConversationShard
 from adapters.outbox import OutboxPublisher, read_outbox
 from adapters.sqlite_inbox import SqliteInbox
-from ingress.app import IngressConfig, IngressDeps, create_app
+from ingress.app import IngressDeps, create_app
 from ingress.signature import sign
 from models.event import NormalizedEvent, UnsupportedData
 from models.tenant import Tenant, TenantDirectory
+from tests.support.configs import ingress_config, shard_config, sqlite_inbox
 from tests.support.webhooks import run_pipeline
 
 PAYLOADS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "payloads"
@@ -76,7 +77,7 @@ def _fill_placeholder_timestamps(node: Any, key: str = "") -> Any:
 
 async def _drive_shards(inbox: SqliteInbox, publisher: OutboxPublisher) -> None:
     shards = [
-        ConversationShard(ShardConfig(partition=p, block_ms=0), inbox, publisher)
+        ConversationShard(shard_config(partition=p, block_ms=0), inbox, publisher)
         for p in range(PARTITIONS)
     ]
     for _ in range(100):
@@ -92,12 +93,12 @@ async def test_meta_docs_payload_is_accepted_and_fully_normalized(
 ) -> None:
     """200, one event per item, and `unsupported` only where a placeholder is the cause."""
     raw = path.read_bytes()  # noqa: ASYNC240 -- a small local fixture, read once per test
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     publisher = OutboxPublisher(tmp_path / "outbox.db")
     tenant = Tenant(id="conformance", app_secrets=(SecretStr(SECRET),), default=True)
     app = create_app(
         IngressDeps(
-            config=IngressConfig(partitions=PARTITIONS),
+            config=ingress_config(partitions=PARTITIONS),
             directory=TenantDirectory([tenant]),
             inbox=inbox,
         )

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from adapters.outbox import OutboxPublisher
-from adapters.sqlite_inbox import SqliteInbox
 from tests.support.app import VERIFY, ingress_client, signed, stored_count, tenant
 from tests.support.bodies import envelope, messages_value, text_message, two_customers_and_a_status
+from tests.support.configs import sqlite_inbox
 from tests.support.failing import FailingInbox, FailingPublisher, FailingRateLimiter
 
 
@@ -191,7 +191,7 @@ async def test_metrics_count_outcomes_and_items(tmp_path: Path) -> None:
 async def test_an_inbox_outage_is_503_and_metas_retry_is_stored_afterwards(tmp_path: Path) -> None:
     """The append fails: 503 inbox_unavailable, nothing stored and no dedup mark set, so the
     same body retried once the inbox is back is accepted (and only then is a duplicate)."""
-    store = SqliteInbox(tmp_path / "inbox.db")
+    store = sqlite_inbox(tmp_path / "inbox.db")
     inbox = FailingInbox(store)
     raw, headers = signed(two_customers_and_a_status())
     async with ingress_client(tmp_path, inbox=inbox) as (client, _):
@@ -231,7 +231,7 @@ async def test_a_rate_limiter_outage_fails_open_and_is_counted(tmp_path: Path) -
 
 async def test_readyz_is_503_and_names_each_failing_check(tmp_path: Path) -> None:
     """Inbox and publisher down: 503 not_ready, each check reported with its error type."""
-    inbox = FailingInbox(SqliteInbox(tmp_path / "inbox.db"))
+    inbox = FailingInbox(sqlite_inbox(tmp_path / "inbox.db"))
     checks = {"publisher": FailingPublisher().ping}
     async with ingress_client(tmp_path, inbox=inbox, ready_checks=checks) as (client, _):
         ready = await client.get("/readyz")

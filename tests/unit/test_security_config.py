@@ -73,7 +73,7 @@ def test_whois_routes_become_a_collapsed_allowlist(
     out = tmp_path / "allow.txt"
     assert main(["allowlist", "from-whois", str(WHOIS), "-o", str(out)]) == 0
     settings = Settings(profile="embedded", allowlist_enabled=True, allowlist_file=out)
-    assert settings.allowed_networks() == tuple(as_text)
+    assert settings.allowed_networks() == tuple(networks)
     assert main(["allowlist", "from-whois", str(tmp_path / "missing.txt")]) == 2
 
 
@@ -101,10 +101,10 @@ def test_production_turns_the_allowlist_on_and_refuses_it_empty() -> None:
         _production().check()
     _production(allowlist_enabled=False).check()
     wiring = Wiring.from_settings(_production(allowed_cidrs="157.240.0.0/17, 2a03:2880::/32"))
-    assert wiring.source_policy().allows(parse_address("157.240.1.1"))
-    assert not wiring.source_policy().allows(parse_address("8.8.8.8"))
+    assert wiring.ingress.source_policy.allows(parse_address("157.240.1.1"))
+    assert not wiring.ingress.source_policy.allows(parse_address("8.8.8.8"))
     embedded = Wiring.from_settings(Settings(profile="embedded"))
-    assert embedded.allowed_cidrs is None
+    assert embedded.ingress.source_policy.allowed is None
 
 
 @pytest.mark.parametrize(
@@ -112,6 +112,10 @@ def test_production_turns_the_allowlist_on_and_refuses_it_empty() -> None:
     [
         {"admin_token": SecretStr("prod-app-secret")},
         {"admin_token": SecretStr("short")},
+        {
+            "access_token": SecretStr("an-access-token-0123"),
+            "admin_token": SecretStr("an-access-token-0123"),
+        },
         {"allowed_cidrs": "300.1.1.0/24"},
         {"max_item_age_s": 8 * 86400},
         {"rate_limit_per_ip": 0},

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from ingress.app import IngressConfig, IngressDeps, create_app
+from ingress.app import IngressDeps, create_app
 from models.tenant import TenantDirectory
 from tests.support.app import SECRET, VERIFY, tenant
+from tests.support.configs import ingress_config
 from tests.support.security import ADMIN_TOKEN, security_stack
 from tests.support.security_cases import NOW, body, post_signed
 
@@ -47,12 +48,17 @@ async def test_admin_lists_tenants_and_backlog_without_secrets(tmp_path: Path) -
     assert inbox.json()["total"] == 1
 
 
-@pytest.mark.parametrize("token", [SECRET, VERIFY, "short"])
+ACCESS = "an-access-token-for-graph"
+
+
+@pytest.mark.parametrize("token", [SECRET, VERIFY, ACCESS, "short"])
 def test_the_app_refuses_an_admin_token_equal_to_a_meta_secret(token: str, tmp_path: Path) -> None:
-    """Never on the same secret as Meta's (and never a trivially short one)."""
+    """Never on the same secret as Meta's (app secret, verify or access token), never short:
+    the same rule as the settings' (one function, models/tenant.py)."""
+    owner = tenant().model_copy(update={"access_token": SecretStr(ACCESS)})
     deps = IngressDeps(
-        IngressConfig(partitions=1, admin_token=SecretStr(token)),
-        TenantDirectory([tenant()]),
+        ingress_config(partitions=1, admin_token=SecretStr(token)),
+        TenantDirectory([owner]),
         inbox=None,  # type: ignore[arg-type]  # refused before the inbox is used
     )
     with pytest.raises(ValueError, match="admin token"):

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from actors.normalize import normalize
-from actors.shard import ConversationShard, ShardConfig
+from actors.shard import ConversationShard
 from actors.shard_metrics import ShardStats
 from adapters.errors import TransientError
 from adapters.outbox import OutboxPublisher, read_outbox
-from adapters.sqlite_inbox import SqliteInbox
 from models.dedup import item_key
 from models.event import NormalizedEvent
+from tests.support.configs import shard_config, sqlite_inbox
 from tests.support.events import inbox_item, store
 
 WAIT_S = 5.0
@@ -60,11 +60,11 @@ def published(path: Path) -> list[tuple[str, int]]:
 
 async def test_sequences_increase_per_conversation_in_append_order(tmp_path: Path) -> None:
     """Interleaved conversations: each gets 1, 2, 3... in the order its items arrived."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     stats = ShardStats()
     await store(inbox, [inbox_item(n, conversation="ab"[n % 2]) for n in range(6)])
-    config = ShardConfig(partition=0, batch_size=4, block_ms=10)
+    config = shard_config(partition=0, batch_size=4, block_ms=10)
     shard = ConversationShard(config, inbox, outbox, stats)
     assert await shard.run_once() == 4
     assert await shard.run_once() == 2
@@ -85,13 +85,13 @@ async def test_sequences_increase_per_conversation_in_append_order(tmp_path: Pat
 
 async def test_sequences_continue_after_a_restart(tmp_path: Path) -> None:
     """A new shard process continues each conversation's numbering from the store."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    config = ShardConfig(partition=0, block_ms=10)
+    config = shard_config(partition=0, block_ms=10)
     await store(inbox, [inbox_item(1), inbox_item(2)])
     await ConversationShard(config, inbox, outbox).run_once()
     await store(inbox, [inbox_item(3)])
-    fresh_inbox = SqliteInbox(tmp_path / "inbox.db")
+    fresh_inbox = sqlite_inbox(tmp_path / "inbox.db")
     await ConversationShard(config, fresh_inbox, outbox).run_once()
     assert [seq for _, seq in published(tmp_path / "outbox.db")] == [1, 2, 3]
     for closable in (inbox, fresh_inbox, outbox):
@@ -100,11 +100,11 @@ async def test_sequences_continue_after_a_restart(tmp_path: Path) -> None:
 
 async def test_a_broker_outage_delays_but_loses_and_reorders_nothing(tmp_path: Path) -> None:
     """Publish fails twice: the same batch is retried; then published once, then committed."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     flaky = FlakyPublisher(outbox, failures=2)
     stats = ShardStats()
-    shard = ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, flaky, stats)
+    shard = ConversationShard(shard_config(partition=0, block_ms=10), inbox, flaky, stats)
     await store(inbox, [inbox_item(n) for n in range(1, 4)])
     for _ in range(2):
         try:
@@ -124,14 +124,14 @@ async def test_a_broker_outage_delays_but_loses_and_reorders_nothing(tmp_path: P
 
 async def test_a_crash_before_commit_republishes_with_the_same_sequences(tmp_path: Path) -> None:
     """Published but not committed (process died): the redelivery repeats the same events."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     await store(inbox, [inbox_item(1), inbox_item(2)])
     batch = await inbox.read(0, 10, 10)  # the "crashed" shard read and published, never committed
     await outbox.publish([normalize(s.item).stamp(n) for n, s in enumerate(batch, start=1)])
     stats = ShardStats()
     restarted = ConversationShard(
-        ShardConfig(partition=0, block_ms=10), SqliteInbox(tmp_path / "inbox.db"), outbox, stats
+        shard_config(partition=0, block_ms=10), sqlite_inbox(tmp_path / "inbox.db"), outbox, stats
     )
     assert await restarted.run_once() == 2
     rows = list(read_outbox(tmp_path / "outbox.db"))
@@ -149,10 +149,10 @@ async def test_a_crash_before_commit_republishes_with_the_same_sequences(tmp_pat
 async def test_an_already_published_item_is_skipped_and_takes_no_sequence(tmp_path: Path) -> None:
     """A second delivery repeating an event_id: committed, counted, not published, and the
     conversation's next event gets the next number; an all-duplicate batch is a batch too."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     stats = ShardStats()
-    shard = ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, outbox, stats)
+    shard = ConversationShard(shard_config(partition=0, block_ms=10), inbox, outbox, stats)
     await store(inbox, [inbox_item(1)])
     assert await shard.run_once() == 1
     await store(inbox, [inbox_item(1)])
@@ -176,13 +176,13 @@ async def test_an_item_older_than_the_maximum_age_is_published_as_a_replay(
 ) -> None:
     """Meta time 2025-06-15, received 2026-01-01: past a 7-day limit it is routed
     `<tenant>.replay.<type>` and counted; without a limit it keeps its category."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     stats = ShardStats()
     await store(inbox, [inbox_item(1)])
-    await ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, outbox, stats).run_once()
+    await ConversationShard(shard_config(partition=0, block_ms=10), inbox, outbox, stats).run_once()
     await store(inbox, [inbox_item(2)])
-    unlimited = ShardConfig(partition=0, block_ms=10, max_item_age_s=None)
+    unlimited = shard_config(partition=0, block_ms=10, max_item_age_s=None)
     await ConversationShard(unlimited, inbox, outbox).run_once()
     rows = list(read_outbox(tmp_path / "outbox.db"))
     assert [(r["routing_key"], r["event"]["sequence"]) for r in rows] == [
@@ -196,11 +196,11 @@ async def test_an_item_older_than_the_maximum_age_is_published_as_a_replay(
 
 async def test_run_stops_after_the_batch_in_hand(tmp_path: Path) -> None:
     """stop() lets run() return; everything read before is published and committed."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     await store(inbox, [inbox_item(n) for n in range(1, 51)])
     stats = ShardStats()
-    config = ShardConfig(partition=0, batch_size=10, block_ms=10)
+    config = shard_config(partition=0, batch_size=10, block_ms=10)
     shard = ConversationShard(config, inbox, outbox, stats)
     task = asyncio.create_task(shard.run())
     await asyncio.wait_for(stats.wait_until(lambda s: s.published >= 50), WAIT_S)
@@ -215,11 +215,11 @@ async def test_run_stops_after_the_batch_in_hand(tmp_path: Path) -> None:
 
 async def test_an_unexpected_error_is_retried_not_fatal_to_the_partition(tmp_path: Path) -> None:
     """run() survives a non-adapter exception: logged, counted, the batch published after."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     stats = ShardStats()
     shard = ConversationShard(
-        ShardConfig(partition=0, block_ms=10), inbox, BrokenPublisher(outbox, failures=1), stats
+        shard_config(partition=0, block_ms=10), inbox, BrokenPublisher(outbox, failures=1), stats
     )
     await store(inbox, [inbox_item(1), inbox_item(2)])
     task = asyncio.create_task(shard.run())
@@ -235,11 +235,11 @@ async def test_an_unexpected_error_is_retried_not_fatal_to_the_partition(tmp_pat
 
 async def test_the_backlog_is_measured_until_stop(tmp_path: Path) -> None:
     """report_backlog() reports the uncommitted entries at once, then returns on stop()."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     await store(inbox, [inbox_item(n) for n in range(1, 4)])
     stats = ShardStats()
-    shard = ConversationShard(ShardConfig(partition=0, block_ms=10), inbox, outbox, stats)
+    shard = ConversationShard(shard_config(partition=0, block_ms=10), inbox, outbox, stats)
     task = asyncio.create_task(shard.report_backlog(every_s=60))
     await asyncio.wait_for(stats.wait_until(lambda s: s.backlog == 3), WAIT_S)
     shard.stop()

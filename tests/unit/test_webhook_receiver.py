@@ -15,10 +15,8 @@ from fastapi import Request
 
 from adapters.local_rate_limit import LocalRateLimiter
 from adapters.ports import Inbox, RateLimiter
-from adapters.sqlite_inbox import SqliteInbox
 from ingress.batcher import AppendBatcher
 from ingress.client_ip import SourcePolicy, parse_address, parse_networks
-from ingress.config import IngressConfig
 from ingress.metrics import IngressMetrics
 from ingress.receiver import WebhookReceiver
 from ingress.rejection import (
@@ -43,6 +41,7 @@ from models.tenant import TenantDirectory
 from tests.support.app import SECRET, tenant
 from tests.support.bodies import envelope, messages_value, text_message, two_customers_and_a_status
 from tests.support.clock import FixedClock
+from tests.support.configs import ingress_config, sqlite_inbox
 from tests.support.failing import FailingInbox, FailingRateLimiter
 
 CAP = 100
@@ -50,7 +49,7 @@ META = "203.0.113.7"
 POLICY = SourcePolicy(
     trusted_proxies=parse_networks(["127.0.0.0/8"]), allowed=parse_networks(["203.0.113.0/24"])
 )
-CONFIG = IngressConfig(
+CONFIG = ingress_config(
     partitions=2,
     max_body_bytes=CAP,
     max_json_depth=4,
@@ -83,7 +82,7 @@ class Built:
 @pytest.fixture
 async def built(tmp_path: Path) -> AsyncIterator[Built]:
     """A receiver on a SQLite inbox and a local limiter whose clock stands still."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     yield Built(inbox, LocalRateLimiter(1, clock=FixedClock()))
     await inbox.close()
 
@@ -289,7 +288,7 @@ def test_split_refuses_a_number_of_a_tenant_that_did_not_sign(built: Built) -> N
 
 async def test_split_refuses_an_unowned_number_without_a_default_tenant(tmp_path: Path) -> None:
     """No default tenant and nobody owns the number: UnknownBusinessNumber (403)."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     directory = TenantDirectory([tenant("b", phone_ids=("222",), default=False)])
     receiver = WebhookReceiver(CONFIG, directory, AppendBatcher(inbox), IngressMetrics())
     with pytest.raises(UnknownBusinessNumber) as refused:
@@ -323,7 +322,7 @@ async def test_limits_count_each_tenant_whatever_the_address(built: Built) -> No
 
 async def test_a_failing_limiter_lets_the_request_through_and_is_counted(tmp_path: Path) -> None:
     """The limiter's TransientError is not a rejection: fail open, limiter_errors + 1."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     limiter = FailingRateLimiter()
     failing = Built(inbox, limiter)
     await failing.receiver.enforce_limits(parse_address(META), {"a"})
@@ -334,7 +333,7 @@ async def test_a_failing_limiter_lets_the_request_through_and_is_counted(tmp_pat
 
 async def test_without_a_limiter_nothing_is_limited(tmp_path: Path) -> None:
     """No limiter configured: any number of requests pass."""
-    inbox = SqliteInbox(tmp_path / "inbox.db")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
     unlimited = Built(inbox, None)
     for _ in range(10):
         await unlimited.receiver.enforce_limits(parse_address(META), {"a"})
@@ -355,7 +354,7 @@ async def test_store_appends_once_per_body(built: Built) -> None:
 
 async def test_store_on_a_failing_inbox_is_503_and_marks_nothing(tmp_path: Path) -> None:
     """InboxUnavailable while the inbox is down; once it is back the same body is new."""
-    store = SqliteInbox(tmp_path / "inbox.db")
+    store = sqlite_inbox(tmp_path / "inbox.db")
     inbox = FailingInbox(store)
     failing = Built(inbox, None)
     raw = orjson.dumps(two_customers_and_a_status())
