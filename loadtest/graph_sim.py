@@ -42,7 +42,7 @@ from loadtest.graph_errors import (
     usage_header,
 )
 from loadtest.payloads import MEDIA_TYPES
-from loadtest.tenants import SimTenant
+from loadtest.tenants import BusinessNumber, SimTenant
 
 _VERSION = r"v\d+\.\d+"
 _MEDIA_ID = re.compile(r"^\d{6,20}$")
@@ -136,25 +136,67 @@ class GraphSim:
         return media_for(media_id) if _MEDIA_ID.match(media_id) else None
 
 
-def create_graph_app(sim: GraphSim) -> FastAPI:
-    """The FastAPI app serving the simulated Graph API."""
-    app = FastAPI(title="Graph API simulator", version="0.1.0")
-    app.state.sim = sim
+_TEMPLATE_NAMES = [f"order_update_{i}" for i in range(60)]
 
-    def guard(
-        request: Request, business: str | None, limit_error: GraphError
-    ) -> tuple[SimTenant | None, Response | None, dict[str, str]]:
-        tenant = sim.tenant_of(request)
+# What a guarded call yields: the caller's tenant (None if unauthenticated), the error
+# response to return instead of serving (None to serve), and the usage headers.
+_Guarded = tuple[SimTenant | None, Response | None, dict[str, str]]
+
+
+def _template(name: str, template_id: int) -> dict[str, object]:
+    """One message template as the WABA templates listing returns it."""
+    return {
+        "name": name,
+        "parameter_format": "POSITIONAL",
+        "language": "en_US",
+        "status": "APPROVED",
+        "category": "UTILITY",
+        "id": str(template_id),
+        "components": [{"type": "BODY", "text": "Your order {{1}} has shipped."}],
+    }
+
+
+def _phone_number_info(tenant: SimTenant, number: BusinessNumber) -> dict[str, object]:
+    """What the phone-number lookup reports about a tenant's business number."""
+    return {
+        "verified_name": f"{tenant.id} store",
+        "code_verification_status": "VERIFIED",
+        "display_phone_number": number.display_phone_number,
+        "quality_rating": "GREEN",
+        "platform_type": "CLOUD_API",
+        "throughput": {"level": "STANDARD"},
+        "id": number.phone_number_id,
+    }
+
+
+class GraphRoutes:
+    """The simulated Graph API's endpoints, one method per route, over a GraphSim."""
+
+    def __init__(self, sim: GraphSim) -> None:
+        self.sim = sim
+
+    def register(self, app: FastAPI) -> None:
+        """Add the routes to the app (most specific path first)."""
+        app.get("/whatsapp_business/attachments/")(self.download)
+        app.get("/{version}/{object_id}/message_templates")(self.templates)
+        app.get("/{version}/{object_id}")(self.graph_object)
+
+    def _usage_headers(
+        self, tenant: SimTenant, business: str | None
+    ) -> tuple[dict[str, str], bool]:
+        """Count the call; the usage headers to send and whether the allowance is exceeded."""
+        used, exceeded = self.sim.count_call(tenant.access_token)
+        limit = self.sim.config.calls_per_window
+        regain = int(self.sim.config.window_s // 60) if exceeded else 0
+        header = usage_header(business or tenant.waba_ids[0], used, limit or 10**9, regain)
+        return {"X-Business-Use-Case-Usage": header}, exceeded
+
+    def guard(self, request: Request, business: str | None, limit_error: GraphError) -> _Guarded:
+        """Authenticate and count the call; the error to answer instead, if any."""
+        tenant = self.sim.tenant_of(request)
         if isinstance(tenant, GraphError):
             return None, error_response(tenant), {}
-        used, exceeded = sim.count_call(tenant.access_token)
-        limit = sim.config.calls_per_window
-        regain = int(sim.config.window_s // 60) if exceeded else 0
-        headers = {
-            "X-Business-Use-Case-Usage": usage_header(
-                business or tenant.waba_ids[0], used, limit or 10**9, regain
-            )
-        }
+        headers, exceeded = self._usage_headers(tenant, business)
         forced = request.headers.get("x-sim-error", "")
         if forced.isdigit() and int(forced) in BY_CODE:
             return tenant, error_response(BY_CODE[int(forced)], headers), headers
@@ -162,55 +204,41 @@ def create_graph_app(sim: GraphSim) -> FastAPI:
             return tenant, error_response(limit_error, headers), headers
         return tenant, None, headers
 
-    @app.get("/whatsapp_business/attachments/")
-    async def download(request: Request, mid: str = "", ext: str = "", hash: str = "") -> Response:
+    async def download(
+        self, request: Request, mid: str = "", ext: str = "", hash: str = ""
+    ) -> Response:
         """The media bytes behind a link from the media lookup."""
-        _tenant, failed, headers = guard(request, None, APP_RATE_LIMIT)
+        _tenant, failed, headers = self.guard(request, None, APP_RATE_LIMIT)
         if failed is not None:
             return failed
-        media = sim.lookup_media(mid)
-        if media is None or not sim.link_valid(mid, ext, hash):
+        media = self.sim.lookup_media(mid)
+        if media is None or not self.sim.link_valid(mid, ext, hash):
             return error_response(EXPIRED_URL, headers)
         return Response(media.content, media_type=media.mime_type, headers=headers)
 
-    @app.get("/{version}/{object_id}/message_templates")
     async def templates(
-        request: Request, version: str, object_id: str, limit: int = 25, after: str = ""
+        self, request: Request, version: str, object_id: str, limit: int = 25, after: str = ""
     ) -> Response:
         """A WABA's message templates, paged with cursors."""
-        tenant, failed, headers = guard(request, object_id, WABA_RATE_LIMIT)
+        tenant, failed, headers = self.guard(request, object_id, WABA_RATE_LIMIT)
         if failed is not None:
             return failed
         assert tenant is not None
         if not re.fullmatch(_VERSION, version) or object_id not in tenant.waba_ids:
             return error_response(NO_SUCH_OBJECT, headers)
-        names = [f"order_update_{i}" for i in range(60)]
         start = int(after) if after.isdigit() else 0
-        page = names[start : start + max(1, min(limit, 100))]
-        data = [
-            {
-                "name": name,
-                "parameter_format": "POSITIONAL",
-                "language": "en_US",
-                "status": "APPROVED",
-                "category": "UTILITY",
-                "id": str(10**15 + start + i),
-                "components": [{"type": "BODY", "text": "Your order {{1}} has shipped."}],
-            }
-            for i, name in enumerate(page)
-        ]
-        paging: dict[str, object] = {
-            "cursors": {"before": str(start), "after": str(start + len(page))}
-        }
-        if start + len(page) < len(names):
-            nxt = f"{version}/{object_id}/message_templates?after={start + len(page)}"
+        page = _TEMPLATE_NAMES[start : start + max(1, min(limit, 100))]
+        data = [_template(name, 10**15 + start + i) for i, name in enumerate(page)]
+        end = start + len(page)
+        paging: dict[str, object] = {"cursors": {"before": str(start), "after": str(end)}}
+        if end < len(_TEMPLATE_NAMES):
+            nxt = f"{version}/{object_id}/message_templates?after={end}"
             paging["next"] = f"{request.base_url}{nxt}"
         return JSONResponse({"data": data, "paging": paging}, headers=headers)
 
-    @app.get("/{version}/{object_id}")
-    async def graph_object(request: Request, version: str, object_id: str) -> Response:
+    async def graph_object(self, request: Request, version: str, object_id: str) -> Response:
         """A phone number's info, or a media object's metadata and download link."""
-        tenant, failed, headers = guard(request, None, APP_RATE_LIMIT)
+        tenant, failed, headers = self.guard(request, None, APP_RATE_LIMIT)
         if failed is not None:
             return failed
         assert tenant is not None
@@ -218,18 +246,12 @@ def create_graph_app(sim: GraphSim) -> FastAPI:
             return error_response(NO_SUCH_OBJECT, headers)
         number = next((n for n in tenant.numbers if n.phone_number_id == object_id), None)
         if number is not None:
-            return JSONResponse(
-                {
-                    "verified_name": f"{tenant.id} store",
-                    "code_verification_status": "VERIFIED",
-                    "display_phone_number": number.display_phone_number,
-                    "quality_rating": "GREEN",
-                    "platform_type": "CLOUD_API",
-                    "throughput": {"level": "STANDARD"},
-                    "id": number.phone_number_id,
-                },
-                headers=headers,
-            )
+            return JSONResponse(_phone_number_info(tenant, number), headers=headers)
+        return self._media_info(request, object_id, headers)
+
+    def _media_info(self, request: Request, object_id: str, headers: dict[str, str]) -> Response:
+        """A media object's metadata and a fresh download link, or NO_SUCH_OBJECT."""
+        sim = self.sim
         media = sim.lookup_media(object_id) if object_id not in sim.phone_numbers else None
         if media is None:  # Meta does not say whether it exists or is someone else's
             return error_response(NO_SUCH_OBJECT, headers)
@@ -245,4 +267,10 @@ def create_graph_app(sim: GraphSim) -> FastAPI:
             headers=headers,
         )
 
+
+def create_graph_app(sim: GraphSim) -> FastAPI:
+    """The FastAPI app serving the simulated Graph API."""
+    app = FastAPI(title="Graph API simulator", version="0.1.0")
+    app.state.sim = sim
+    GraphRoutes(sim).register(app)
     return app

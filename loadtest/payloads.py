@@ -96,55 +96,82 @@ def _interactive(rng: random.Random) -> Item:
     }
 
 
-def _body_of(kind: str, rng: random.Random, context_wamid: str | None) -> Item:
-    if kind == "text":
-        return {"text": {"body": _text(rng)}}
-    if kind in MEDIA_TYPES:
+# A message type's content builder: (rng, wamid it replies/reacts to) -> body fields.
+_BodyBuilder = Callable[[random.Random, str | None], Item]
+
+
+def _text_body(rng: random.Random, _context_wamid: str | None) -> Item:
+    return {"text": {"body": _text(rng)}}
+
+
+def _media_body(kind: str) -> _BodyBuilder:
+    def build(rng: random.Random, _context_wamid: str | None) -> Item:
         return {kind: _media(kind, rng)}
-    if kind == "location":
-        return {
-            "location": {
-                "latitude": round(rng.uniform(-60, 60), 6),
-                "longitude": round(rng.uniform(-170, 170), 6),
-                "name": "Shop",
-                "address": "1 Main St",
-            }
+
+    return build
+
+
+def _location_body(rng: random.Random, _context_wamid: str | None) -> Item:
+    return {
+        "location": {
+            "latitude": round(rng.uniform(-60, 60), 6),
+            "longitude": round(rng.uniform(-170, 170), 6),
+            "name": "Shop",
+            "address": "1 Main St",
         }
-    if kind == "contacts":
-        return {
-            "contacts": [
+    }
+
+
+def _contacts_body(_rng: random.Random, _context_wamid: str | None) -> Item:
+    return {
+        "contacts": [
+            {
+                "name": {"formatted_name": "Ana Ruiz", "first_name": "Ana"},
+                "phones": [{"phone": "+1 555 0100", "type": "CELL", "wa_id": "15550100"}],
+            }
+        ]
+    }
+
+
+def _interactive_body(rng: random.Random, _context_wamid: str | None) -> Item:
+    return {"interactive": _interactive(rng)}
+
+
+def _button_body(_rng: random.Random, _context_wamid: str | None) -> Item:
+    return {"button": {"payload": "STOP", "text": "Stop promotions"}}
+
+
+def _reaction_body(_rng: random.Random, context_wamid: str | None) -> Item:
+    return {"reaction": {"message_id": context_wamid or "wamid.none", "emoji": "👍"}}
+
+
+def _order_body(_rng: random.Random, _context_wamid: str | None) -> Item:
+    return {
+        "order": {
+            "catalog_id": "310000000000001",
+            "text": "please",
+            "product_items": [
                 {
-                    "name": {"formatted_name": "Ana Ruiz", "first_name": "Ana"},
-                    "phones": [{"phone": "+1 555 0100", "type": "CELL", "wa_id": "15550100"}],
+                    "product_retailer_id": "sku-1",
+                    "quantity": 2,
+                    "item_price": 9.5,
+                    "currency": "USD",
                 }
-            ]
+            ],
         }
-    if kind == "interactive":
-        return {"interactive": _interactive(rng)}
-    if kind == "button":
-        return {"button": {"payload": "STOP", "text": "Stop promotions"}}
-    if kind == "reaction":
-        return {"reaction": {"message_id": context_wamid or "wamid.none", "emoji": "👍"}}
-    if kind == "order":
-        return {
-            "order": {
-                "catalog_id": "310000000000001",
-                "text": "please",
-                "product_items": [
-                    {
-                        "product_retailer_id": "sku-1",
-                        "quantity": 2,
-                        "item_price": 9.5,
-                        "currency": "USD",
-                    }
-                ],
-            }
-        }
-    if kind == "system":
-        return {"system": {"body": "User changed number", "type": "user_changed_number"}}
-    if kind == "request_welcome":
-        return {}
-    # 'unsupported': Meta sends the type with an errors array instead of content.
+    }
+
+
+def _system_body(_rng: random.Random, _context_wamid: str | None) -> Item:
+    return {"system": {"body": "User changed number", "type": "user_changed_number"}}
+
+
+def _request_welcome_body(_rng: random.Random, _context_wamid: str | None) -> Item:
+    return {}
+
+
+def _unsupported_body(_rng: random.Random, _context_wamid: str | None) -> Item:
+    # Meta sends the type with an errors array instead of content.
     return {
         "errors": [
             {
@@ -155,6 +182,27 @@ def _body_of(kind: str, rng: random.Random, context_wamid: str | None) -> Item:
             }
         ]
     }
+
+
+# Content builder per message type; any type not listed ('unsupported' included) gets
+# the unsupported body. Builders return fresh dicts, so callers may mutate them.
+_BODY_BUILDERS: dict[str, _BodyBuilder] = {
+    "text": _text_body,
+    **{kind: _media_body(kind) for kind in MEDIA_TYPES},
+    "location": _location_body,
+    "contacts": _contacts_body,
+    "interactive": _interactive_body,
+    "button": _button_body,
+    "reaction": _reaction_body,
+    "order": _order_body,
+    "system": _system_body,
+    "request_welcome": _request_welcome_body,
+}
+
+
+def _body_of(kind: str, rng: random.Random, context_wamid: str | None) -> Item:
+    """The type-specific fields of an inbound message of the given type."""
+    return _BODY_BUILDERS.get(kind, _unsupported_body)(rng, context_wamid)
 
 
 # Relative frequency of inbound message types (text dominates real traffic).
