@@ -46,9 +46,9 @@ def clear_stale_run(pidfile: Path) -> None:
 def _record_forever(pidfile: Path, stop: threading.Event, now: threading.Event) -> None:
     """Keep the pidfile current: Ray starts workers and reloads HAProxy while it runs.
 
-    Every 0.5 s (a psutil scan of ~90 processes costs ~7.5 ms of CPU), and at once when `now` is set (right after the
-    deployment is up, when HAProxy has just been started): a kill -9 can only miss a
-    process started in the last half second.
+    Every 0.5 s (a psutil scan of ~90 processes costs ~7.5 ms of CPU), and at once when
+    `now` is set (right after the deployment is up, when HAProxy has just been started): a
+    kill -9 can only miss a process started in the last half second.
     """
     procs: list[process_tree.Proc] = []
     while True:
