@@ -107,6 +107,86 @@ async def _progress(state: RunState, cfg: RunConfig, out: TextIO) -> None:
         out.flush()
 
 
+class _Dispatch:
+    """Starts each delivery's send task at its due time and tracks those in flight."""
+
+    def __init__(self, state: RunState, cfg: RunConfig, sender: MetaSender) -> None:
+        self.state = state
+        self.cfg = cfg
+        self.sender = sender
+        self.tasks: set[asyncio.Task[SendResult]] = set()
+
+    def _done(self, task: asyncio.Task[SendResult]) -> None:
+        self.tasks.discard(task)
+        self.state.inflight -= 1
+        if not task.cancelled() and task.exception() is None and not task.result().acked:
+            self.state.failed += 1
+
+    def _admit(self, due: float) -> bool:
+        """Count the delivery as offered; False if the client is too loaded to send it."""
+        state = self.state
+        state.scheduled += 1
+        state.offered.add(due - state.started)
+        if state.inflight >= self.cfg.max_inflight:
+            state.skipped_overload += 1  # the client, not the server, is the limit
+            return False
+        state.send_lag.add(due - state.started, max(0.0, time.perf_counter() - due))
+        return True
+
+    def _start(self, delivery: Delivery, due: float) -> None:
+        state = self.state
+        task = asyncio.create_task(
+            self.sender.send(
+                delivery,
+                due,
+                lambda r, a: _on_attempt(state, r, a),
+                lambda d: state.ledger.record_sending(d.keys),
+            )
+        )
+        state.inflight += 1
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    async def send_all(self, deliveries: list[Delivery]) -> None:
+        """Open loop: delivery i goes out at started + i/rate, whatever came before."""
+        for i, delivery in enumerate(deliveries):
+            due = self.state.started + i / self.cfg.rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self._admit(due):
+                self._start(delivery, due)
+
+    async def wait_answered(self) -> None:
+        """Until every started send has its final answer."""
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+
+async def _drain(state: RunState, cfg: RunConfig) -> None:
+    """Wait for what is still to be published once every request has been answered."""
+    # Lost means "never published while the service was still publishing": wait as
+    # long as new events keep arriving, until grace_s passes without one.
+    answered = time.perf_counter()
+    hard_deadline = answered + (cfg.max_drain_s if cfg.expect_events else 0.0)
+    while state.ledger.missing() and time.perf_counter() < hard_deadline:
+        if time.perf_counter() - max(state.last_published, answered) > cfg.grace_s:
+            break
+        await asyncio.sleep(0.05)
+    # A little longer, so late duplicates are seen too.
+    if cfg.expect_events:
+        await asyncio.sleep(1.0)
+
+
+async def _stop_progress(progress: asyncio.Task[None] | None, out: TextIO) -> None:
+    if progress is None:
+        return
+    progress.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await progress
+    out.write("\n")
+
+
 async def run_load(
     cfg: RunConfig,
     generator: TrafficGenerator,
@@ -118,62 +198,19 @@ async def run_load(
     deliveries: list[Delivery] = [generator.next_delivery() for _ in range(total)]
     state = RunState(ledger=Ledger(expect_dedup=cfg.expect_dedup))
     await source.start(make_event_hook(state))
-    tasks: set[asyncio.Task[SendResult]] = set()
     progress: asyncio.Task[None] | None = None
     async with open_poster(cfg.client, cfg.connections, cfg.timeout_s) as post:
         sender = MetaSender(post, cfg.url, cfg.retry, connections=cfg.connections)
+        dispatch = _Dispatch(state, cfg, sender)
         state.started = time.perf_counter()
         if cfg.progress:
             progress = asyncio.create_task(_progress(state, cfg, out))
-
-        def done(task: asyncio.Task[SendResult]) -> None:
-            tasks.discard(task)
-            state.inflight -= 1
-            if not task.cancelled() and task.exception() is None and not task.result().acked:
-                state.failed += 1
-
-        for i, delivery in enumerate(deliveries):
-            due = state.started + i / cfg.rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            state.scheduled += 1
-            state.offered.add(due - state.started)
-            if state.inflight >= cfg.max_inflight:
-                state.skipped_overload += 1  # the client, not the server, is the limit
-                continue
-            state.send_lag.add(due - state.started, max(0.0, time.perf_counter() - due))
-            task = asyncio.create_task(
-                sender.send(
-                    delivery,
-                    due,
-                    lambda r, a: _on_attempt(state, r, a),
-                    lambda d: state.ledger.record_sending(d.keys),
-                )
-            )
-            state.inflight += 1
-            tasks.add(task)
-            task.add_done_callback(done)
+        await dispatch.send_all(deliveries)
         send_window = time.perf_counter() - state.started
-        if tasks:
-            await asyncio.wait(set(tasks))
+        await dispatch.wait_answered()
         last_ack = time.perf_counter() - state.started
-        # Lost means "never published while the service was still publishing": wait as
-        # long as new events keep arriving, until grace_s passes without one.
-        answered = time.perf_counter()
-        hard_deadline = answered + (cfg.max_drain_s if cfg.expect_events else 0.0)
-        while state.ledger.missing() and time.perf_counter() < hard_deadline:
-            if time.perf_counter() - max(state.last_published, answered) > cfg.grace_s:
-                break
-            await asyncio.sleep(0.05)
-        # A little longer, so late duplicates are seen too.
-        if cfg.expect_events:
-            await asyncio.sleep(1.0)
-        if progress is not None:
-            progress.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await progress
-            out.write("\n")
+        await _drain(state, cfg)
+        await _stop_progress(progress, out)
     await source.stop()
     return state, measurements(cfg, state, send_window, last_ack, generator)
 
