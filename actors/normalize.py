@@ -9,127 +9,23 @@ the item's kind to its handler.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from actors.enrich import build_customer
+from actors.event_draft import EventDraft, EventParts, content_id, routing_token, status_event_id
 from actors.normalize_field import category_of, field_customer, field_time, parse_field
 from actors.normalize_message import error_info, forwarded, message_data, referral, reply_to
-from models.event import (
-    Business,
-    Customer,
-    ErrorEventData,
-    EventData,
-    Forwarded,
-    NormalizedEvent,
-    Referral,
-    ReplyTo,
-    UnknownFieldData,
-    UnsupportedData,
-    ValidationIssue,
-)
+from actors.unsupported import failed_parts, unsupported_parts, validation_issues
+from models.event import ErrorEventData, UnknownFieldData
 from models.event_status import ConversationInfo, PricingInfo, StatusData
 from models.inbox import InboxItem, ItemKind
 from models.meta.common import Contact
 from models.meta.messages import parse_message
 from models.meta.statuses import parse_error, parse_status
 
-_TOKEN = re.compile(r"[^a-z0-9_]+")
-
-
-def routing_token(value: str) -> str:
-    """A routing-key segment: lower case, [a-z0-9_] only, never empty."""
-    return _TOKEN.sub("_", value.lower()).strip("_") or "unknown"
-
-
-def content_id(*parts: Any) -> str:
-    """A stable id from content, for items that carry no id of their own."""
-    digest = hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return f"h:{digest[:40]}"
-
-
-def status_event_id(wamid: str, state: str, participant: str | None) -> str:
-    """`<wamid>:<state>`; a group message has one status per participant, who is then
-    part of the key (`<wamid>:<state>:<participant>`)."""
-    return f"{wamid}:{state}:{participant}" if participant else f"{wamid}:{state}"
-
-
-@dataclass(frozen=True, slots=True)
-class EventParts:
-    """What a handler decides about an item; the item itself supplies the envelope facts."""
-
-    category: str
-    type: str
-    event_id: str
-    occurred_at: datetime | None
-    data: EventData
-    customer: Customer | None = None
-    group_id: str | None = None
-    reply_to: ReplyTo | None = None
-    forwarded: Forwarded | None = None
-    referral: Referral | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EventDraft:
-    """An item's event before the shard numbers it: what deduplication and quarantine read.
-
-    `stamp` is the event's one validation pass (the shard's per-event CPU is measured, so
-    there is no second one). It cannot fail for a draft `normalize` made and a sequence
-    >= 1: every part comes from a validating model and is typed as the field it fills;
-    the one cast, a field model into `data`, is checked by tests/unit/test_event_draft.py.
-    """
-
-    item: InboxItem
-    parts: EventParts
-
-    @property
-    def tenant_id(self) -> str:
-        """The tenant the item belongs to."""
-        return self.item.tenant_id
-
-    @property
-    def event_id(self) -> str:
-        """The consumers' idempotency key."""
-        return self.parts.event_id
-
-    @property
-    def occurred_at(self) -> datetime | None:
-        """When it happened by Meta's clock, if Meta said."""
-        return self.parts.occurred_at
-
-    def stamp(self, sequence: int, category: str | None = None) -> NormalizedEvent:
-        """The published event: this draft numbered `sequence`, under `category` if given."""
-        item, parts = self.item, self.parts
-        return NormalizedEvent(
-            event_id=parts.event_id,
-            tenant_id=item.tenant_id,
-            category=parts.category if category is None else category,
-            type=parts.type,
-            conversation_id=item.conversation_id,
-            sequence=sequence,
-            occurred_at=parts.occurred_at,
-            received_at=item.received_at,
-            delivery_id=item.delivery_id,
-            business=Business(
-                waba_id=item.waba_id,
-                phone_number_id=item.phone_number_id,
-                display_phone_number=item.display_phone_number,
-            ),
-            customer=parts.customer,
-            group_id=parts.group_id,
-            reply_to=parts.reply_to,
-            forwarded=parts.forwarded,
-            referral=parts.referral,
-            data=parts.data,
-        )
+__all__ = ["HANDLERS", "EventDraft", "EventParts", "normalize", "routing_token"]
 
 
 def _contact(item: InboxItem) -> Contact | None:
@@ -238,45 +134,17 @@ HANDLERS: dict[ItemKind, Callable[[InboxItem], EventParts]] = {
 """Item kind -> handler. Each handler raises ValidationError when the item does not fit."""
 
 
-def _unsupported(item: InboxItem, exc: ValidationError) -> EventParts:
-    raw = item.item
-    raw_id = raw.get("id") if isinstance(raw, dict) else None
-    if item.kind == "message" and isinstance(raw_id, str) and raw_id:
-        event_id = raw_id
-    elif item.kind == "status" and isinstance(raw_id, str) and raw_id:
-        state = raw.get("status")
-        participant = raw.get("recipient_participant_id")
-        event_id = status_event_id(
-            raw_id,
-            routing_token(state) if isinstance(state, str) else "unknown",
-            participant if isinstance(participant, str) else None,
-        )
-    else:
-        event_id = content_id(
-            item.tenant_id, item.kind, item.field, item.waba_id, item.entry_time, raw
-        )
-    issues = [
-        ValidationIssue(
-            loc=".".join(str(part) for part in error["loc"]), msg=error["msg"], type=error["type"]
-        )
-        for error in exc.errors(include_url=False, include_input=False)
-    ]
-    label = item.field if item.kind == "field" else item.kind
-    return EventParts(
-        category="unsupported",
-        type=routing_token(label),
-        event_id=event_id,
-        occurred_at=None,
-        data=UnsupportedData(item_kind=item.kind, field=item.field, issues=issues, raw=raw),
-    )
-
-
 def normalize(item: InboxItem) -> EventDraft:
     """The event of an inbox item, still without its conversation sequence number.
 
-    Never raises for any item content: what does not fit becomes category `unsupported`.
+    Never raises for any item content: what does not fit becomes category `unsupported`
+    with the validation issues; an item on which a handler raises anything else (a
+    poison item: e.g. a `response_json` nested too deep for the JSON decoder, which
+    raises RecursionError, not ValueError) becomes `unsupported` with that error.
     """
     try:
         return EventDraft(item, HANDLERS[item.kind](item))
     except ValidationError as exc:
-        return EventDraft(item, _unsupported(item, exc))
+        return EventDraft(item, unsupported_parts(item, validation_issues(exc)))
+    except Exception as exc:  # noqa: BLE001 -- a poison item must not stop its partition
+        return EventDraft(item, failed_parts(item, "normalize", exc))

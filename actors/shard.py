@@ -15,27 +15,38 @@ at-least-once.
 An item whose Meta timestamp is older than `max_item_age_s` when it reached the ingress
 is published with category `replay` instead of its own (routing key
 `<tenant>.replay.<type>`): quarantined away from normal consumers, counted, never lost.
+
+Poison items. A step that fails on one item (normalize, number, an event the publisher
+rejects) yields an `unsupported` event in its place (actors/unsupported.py) and the batch
+commits; only a store or broker outage keeps the batch in hand. A partition that has not
+advanced for `stall_after_s` while entries wait is reported (actors/shard_stall.py).
+Batches are bounded by count and bytes, and small after a crash (actors/shard_batches.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 
 from actors.normalize import EventDraft, normalize
+from actors.shard_batches import BatchCutter
 from actors.shard_metrics import ShardMetrics, ShardStats
+from actors.shard_publish import FailureLog, publish_replacing
+from actors.shard_stall import StallWatch
+from actors.unsupported import REPLAY_CATEGORY, failed_event
 from adapters.errors import AdapterError
 from adapters.ports import Inbox, Publisher
 from models.dedup import item_key
 from models.event import NormalizedEvent
-from models.inbox import StoredItem
+from models.event_keys import short_string
+from models.inbox import InboxItem, StoredItem
 
 log = structlog.get_logger("shard")
-
-REPLAY_CATEGORY = "replay"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,10 @@ class ShardConfig:
     max_backoff_s: float
     sequence_cache: int
     max_item_age_s: float | None
+    # Defaults until Settings carries them: a batch's bytes as stored, about (a larger
+    # entry goes alone); pending this long with no commit is a stall (ShardStatus).
+    max_batch_bytes: int
+    stall_after_s: float
 
 
 @dataclass(slots=True)
@@ -58,16 +73,30 @@ class _Batch:
     stored: list[StoredItem]
     started: float
     events: list[NormalizedEvent] | None = None
+    items: list[InboxItem] = field(default_factory=list)  # each event's item
     updates: dict[str, int] = field(default_factory=dict)
     seen: list[str] = field(default_factory=list)
     published: bool = False
     publish_s: float | None = None  # publish call to the last broker confirm
 
 
+@dataclass(slots=True)
+class _Numbered:
+    """What sequencing a batch produced: its events, their items, sequences and marks."""
+
+    events: list[NormalizedEvent] = field(default_factory=list)
+    items: list[InboxItem] = field(default_factory=list)
+    updates: dict[str, int] = field(default_factory=dict)
+    marks: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    replays: int = 0
+
+
 class ConversationShard:
     """The shard's logic, testable without Ray: read, normalize, publish, commit.
 
-    Reports what happens to `metrics` as it happens (in-memory counters by default).
+    Reports what happens to `metrics` as it happens (in-memory counters by default);
+    `clock` (monotonic seconds) times the stall.
     """
 
     def __init__(
@@ -76,6 +105,7 @@ class ConversationShard:
         inbox: Inbox,
         publisher: Publisher,
         metrics: ShardMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._inbox = inbox
@@ -84,6 +114,9 @@ class ConversationShard:
         self._sequences: dict[str, int] = {}
         self._stopping = asyncio.Event()
         self._batch: _Batch | None = None
+        self._cutter = BatchCutter(config.batch_size, config.max_batch_bytes)
+        self._stall = StallWatch(clock)
+        self._log = FailureLog(config.partition)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from run() and report_backlog()."""
@@ -93,6 +126,19 @@ class ConversationShard:
         """Allow run() again after a stop() (an actor drained and then asked to run)."""
         self._stopping.clear()
 
+    def stalled_s(self) -> float | None:
+        """Seconds since the partition last advanced while entries wait, once that is
+        longer than `stall_after_s`; None while the partition is not stalled."""
+        seconds = self._stall.seconds()
+        return seconds if seconds > self.config.stall_after_s else None
+
+    def backlog_seen(self, entries: int) -> None:
+        """A backlog measurement: waiting entries start the stall clock, none stop it."""
+        if entries > 0:
+            self._stall.pending()
+        elif self._batch is None and not self._cutter.holding:
+            self._stall.idle()
+
     async def run(self) -> None:
         """Process batches until stop(); store/broker failures are retried, never skipped."""
         backoff = 0.05
@@ -101,7 +147,9 @@ class ConversationShard:
             try:
                 done = await self.run_once()
                 backoff = 0.05
-                if 0 < done < self.config.batch_size and linger > 0:
+                # Linger only when the read came back short: entries still held go next.
+                partial = 0 < done < self.config.batch_size and not self._cutter.holding
+                if partial and linger > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=linger)
             except Exception as exc:  # the loop's one catch-all, explained below
@@ -109,6 +157,7 @@ class ConversationShard:
                 # lost while the store or broker is down; skipping ahead would break order.
                 # An unexpected error (a bug) must not end the loop silently either: it is
                 # logged with its traceback, counted, and the batch retried with backoff.
+                # Per-item failures never get here (see "Poison items" above).
                 self._metrics.loop_failed(f"{type(exc).__name__}: {exc}")
                 if isinstance(exc, AdapterError):
                     log.warning("shard_retry", partition=self.config.partition, error=str(exc))
@@ -119,10 +168,14 @@ class ConversationShard:
                 backoff = min(backoff * 2, self.config.max_backoff_s)
 
     async def report_backlog(self, every_s: float = 5.0) -> None:
-        """Until stop(): measure the partition's backlog every `every_s` (the lag to alert on)."""
+        """Until stop(): measure the partition's backlog (the lag to alert on) and its
+        stall every `every_s`."""
         while not self._stopping.is_set():
             with contextlib.suppress(Exception):  # a store outage shows as a stale gauge
-                self._metrics.backlog_measured(await self._inbox.backlog(self.config.partition))
+                entries = await self._inbox.backlog(self.config.partition)
+                self._metrics.backlog_measured(entries)
+                self.backlog_seen(entries)
+            self._metrics.stall_measured(self._stall.seconds())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=every_s)
 
@@ -135,73 +188,110 @@ class ConversationShard:
         """
         clock = asyncio.get_running_loop().time
         if self._batch is None:
-            stored = await self._inbox.read(
-                self.config.partition, self.config.batch_size, self.config.block_ms
-            )
+            stored = await self._next_entries()
             if not stored:
                 return 0
             self._batch = _Batch(stored=stored, started=clock())
-            redelivered = sum(1 for s in stored if s.deliveries > 1)
-            if redelivered:
-                self._metrics.entries_redelivered(redelivered)
         batch = self._batch
         if batch.events is None:
-            batch.events, batch.updates, batch.seen = await self._sequence(batch.stored)
+            numbered = await self._sequence(batch.stored)
+            batch.events, batch.items = numbered.events, numbered.items
+            batch.updates, batch.seen = numbered.updates, numbered.marks
         if not batch.published:
-            if batch.events:
-                publish_started = clock()
-                try:
-                    await self._publisher.publish(batch.events)
-                except AdapterError:
-                    self._metrics.publish_failed()
-                    raise
-                batch.publish_s = clock() - publish_started
-            batch.published = True
+            await self._publish(batch, clock)
         await self._inbox.commit(
             self.config.partition, [s.entry_id for s in batch.stored], batch.updates, batch.seen
         )
         self._batch = None
+        self._cutter.committed(batch.stored)
+        self._stall.advanced(still_pending=self._cutter.holding)
         if len(self._sequences) > self.config.sequence_cache:
             self._sequences.clear()  # reloaded from the store on demand
         self._sequences.update(batch.updates)
         self._metrics.batch_committed(len(batch.events), clock() - batch.started, batch.publish_s)
         return len(batch.events)
 
-    async def _sequence(
-        self, stored: list[StoredItem]
-    ) -> tuple[list[NormalizedEvent], dict[str, int], list[str]]:
+    async def _next_entries(self) -> list[StoredItem]:
+        """The next batch's entries: from those held, else from a read."""
+        if not self._cutter.holding:
+            stored = await self._inbox.read(
+                self.config.partition, self._cutter.read_count(), self.config.block_ms
+            )
+            if not stored:
+                return []
+            redelivered = sum(1 for s in stored if s.deliveries > 1)
+            if redelivered:
+                self._metrics.entries_redelivered(redelivered)
+            self._cutter.hold(stored)
+            self._stall.pending()
+        return self._cutter.take()
+
+    async def _publish(self, batch: _Batch, clock: Callable[[], float]) -> None:
+        """Publish the batch's events (confirmed), replacing the rejected ones."""
+        if batch.events:
+            publish_started = clock()
+            try:
+                await publish_replacing(
+                    self._publisher, batch.events, batch.items, self._metrics, self._log
+                )
+            except AdapterError:
+                self._metrics.publish_failed()
+                raise
+            batch.publish_s = clock() - publish_started
+        batch.published = True
+
+    async def _sequence(self, stored: list[StoredItem]) -> _Numbered:
         drafts = [normalize(entry.item) for entry in stored]
+        failed = [d for d in drafts if d.parts.failure is not None]
+        for draft in failed:
+            self._log(draft.item, draft.event_id, "normalize", draft.parts.failure)
+        if failed:
+            self._metrics.items_failed("normalize", len(failed))
         keys = [item_key(draft.tenant_id, draft.event_id) for draft in drafts]
         seen = await self._inbox.seen(keys)
-        conversation_ids = {s.item.conversation_id for s in stored}
+        await self._load_sequences({s.item.conversation_id for s in stored})
+        numbered = _Numbered()
+        for draft, key in zip(drafts, keys, strict=True):
+            if key in seen:
+                numbered.duplicates += 1
+                continue
+            seen.add(key)
+            numbered.marks.append(key)
+            cid = draft.item.conversation_id
+            seq = numbered.updates.get(cid, self._sequences[cid]) + 1
+            numbered.updates[cid] = seq
+            numbered.events.append(self._number(draft, seq, numbered))
+            numbered.items.append(draft.item)
+        if numbered.duplicates:
+            self._metrics.duplicates_skipped(numbered.duplicates)
+        if numbered.replays:
+            self._metrics.replays_quarantined(numbered.replays)
+        return numbered
+
+    async def _load_sequences(self, conversation_ids: set[str]) -> None:
         missing = conversation_ids - self._sequences.keys()
         if missing:
             known = await self._inbox.sequences(missing)
             self._sequences.update({cid: known.get(cid, 0) for cid in missing})
-        updates: dict[str, int] = {}
-        events: list[NormalizedEvent] = []
-        marks: list[str] = []
-        duplicates = replays = 0
-        for draft, key in zip(drafts, keys, strict=True):
-            if key in seen:
-                duplicates += 1
-                continue
-            seen.add(key)
-            marks.append(key)
-            cid = draft.item.conversation_id
-            seq = updates.get(cid, self._sequences[cid]) + 1
-            updates[cid] = seq
-            if self._too_old(draft):
-                replays += 1
-                log.info("item_replay", event_id=draft.event_id, tenant_id=draft.tenant_id)
-                events.append(draft.stamp(seq, REPLAY_CATEGORY))
-            else:
-                events.append(draft.stamp(seq))
-        if duplicates:
-            self._metrics.duplicates_skipped(duplicates)
-        if replays:
-            self._metrics.replays_quarantined(replays)
-        return events, updates, marks
+
+    def _number(self, draft: EventDraft, sequence: int, numbered: _Numbered) -> NormalizedEvent:
+        """The draft's event numbered `sequence`, or if that raises, `unsupported`."""
+        replay = False
+        try:
+            replay = self._too_old(draft)
+            event = draft.stamp(sequence, REPLAY_CATEGORY if replay else None)
+        except Exception as exc:  # noqa: BLE001 -- a poison item must not stop its partition
+            self._log(draft.item, draft.event_id, "stamp", exc)
+            self._metrics.items_failed("stamp", 1)
+            event = failed_event(draft.item, draft.event_id, sequence, replay, "stamp", exc)
+        if replay:
+            numbered.replays += 1
+            log.info(
+                "item_replay",
+                event_id=short_string(draft.event_id),
+                tenant_id=short_string(draft.tenant_id),
+            )
+        return event
 
     def _too_old(self, draft: EventDraft) -> bool:
         limit = self.config.max_item_age_s

@@ -30,6 +30,11 @@ class ShardStatus(BaseModel):
     publish_failures: int
     backlog: int | None
     last_error: str | None
+    # Seconds since the partition last advanced while entries wait, once past the shard's
+    # `stall_after_s`; None while it is not stalled. /readyz reports a stalled shard.
+    stalled_s: float | None = None
+    item_failures: int = 0  # poison items published as `unsupported` (normalize, stamp)
+    rejected: int = 0  # events the publisher rejected, published again as `unsupported`
 
 
 class RayShardMetrics:
@@ -91,6 +96,21 @@ class RayShardMetrics:
             description="Inbox entries of the partition not yet published and committed.",
             tag_keys=keys,
         )
+        self._stalled = metrics.Gauge(
+            "wa_shard_stalled_seconds",
+            description="Seconds the partition has not advanced while entries wait (0: moving).",
+            tag_keys=keys,
+        )
+        self._item_failures = metrics.Counter(
+            "wa_shard_item_failures",
+            description="Poison items published as unsupported because a step raised on them.",
+            tag_keys=("partition", "step"),
+        )
+        self._rejected = metrics.Counter(
+            "wa_shard_events_rejected",
+            description="Events the publisher can never publish, published again as unsupported.",
+            tag_keys=keys,
+        )
         tags = {"partition": str(partition)}
         for metric in (
             self._batch_size,
@@ -102,6 +122,9 @@ class RayShardMetrics:
             self._duplicates,
             self._replays,
             self._backlog,
+            self._stalled,
+            self._item_failures,
+            self._rejected,
         ):
             metric.set_default_tags(tags)
 
@@ -144,6 +167,21 @@ class RayShardMetrics:
         self.stats.backlog_measured(entries)
         self._backlog.set(entries)
 
+    def items_failed(self, step: str, count: int) -> None:
+        """Count poison items by the step that raised (normalize, stamp)."""
+        self.stats.items_failed(step, count)
+        self._item_failures.inc(count, tags={"step": step})
+
+    def events_rejected(self, count: int) -> None:
+        """Count events the publisher rejected."""
+        self.stats.events_rejected(count)
+        self._rejected.inc(count)
+
+    def stall_measured(self, seconds: float) -> None:
+        """Set the stall gauge."""
+        self.stats.stall_measured(seconds)
+        self._stalled.set(seconds)
+
 
 @ray.remote(  # type: ignore[call-overload]  # Ray's stubs omit actor-only options
     num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8
@@ -183,6 +221,9 @@ class ShardActor:
             publish_failures=stats.publish_failures,
             backlog=backlog,
             last_error=stats.errors[-1] if stats.errors else None,
+            stalled_s=self._shard.stalled_s(),
+            item_failures=stats.item_failures,
+            rejected=stats.rejected,
         )
 
     async def drain(self, timeout_s: float = 30.0) -> ShardStatus:

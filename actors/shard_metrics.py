@@ -48,6 +48,20 @@ class ShardMetrics(Protocol):
         """The partition holds `entries` entries not yet committed (the lag)."""
         ...
 
+    def items_failed(self, step: str, count: int) -> None:
+        """`count` items of a batch were published as `unsupported` because `step`
+        (normalize, stamp) raised on them: poison items, kept from stopping the partition."""
+        ...
+
+    def events_rejected(self, count: int) -> None:
+        """The publisher rejected `count` events that can never be published; each is
+        published again as `unsupported` (or, refused again, as a minimal event)."""
+        ...
+
+    def stall_measured(self, seconds: float) -> None:
+        """The partition has not advanced for `seconds` while entries wait (0: not stalled)."""
+        ...
+
 
 @dataclass(slots=True)
 class ShardStats:
@@ -65,6 +79,9 @@ class ShardStats:
     last_batch: int = 0
     last_publish_s: float = 0.0  # publish call to the last broker confirm, last batch
     backlog: int = 0
+    item_failures: int = 0
+    rejected: int = 0
+    stalled_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     # Replaced on every change: a waiter holds the event of the state it saw, so a change
     # between its check and its wait still wakes it (sync callers cannot notify a Condition).
@@ -109,6 +126,21 @@ class ShardStats:
     def backlog_measured(self, entries: int) -> None:
         """Keep the last backlog measured."""
         self.backlog = entries
+        self._notify()
+
+    def items_failed(self, step: str, count: int) -> None:
+        """Count items published as unsupported after a step raised on them."""
+        self.item_failures += count
+        self._notify()
+
+    def events_rejected(self, count: int) -> None:
+        """Count events the publisher rejected."""
+        self.rejected += count
+        self._notify()
+
+    def stall_measured(self, seconds: float) -> None:
+        """Keep the last stall measured."""
+        self.stalled_s = seconds
         self._notify()
 
     async def wait_until(self, done: Callable[[ShardStats], bool]) -> None:

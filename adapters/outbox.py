@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from adapters.codec import dump_event, event_headers
+from adapters.codec import encode_events
+from adapters.ports import Rejection
 from adapters.sqlite_db import SqliteDb
 from models.event import NormalizedEvent
 
@@ -29,9 +30,16 @@ class OutboxPublisher:
     def __init__(self, path: Path) -> None:
         self._db = SqliteDb(path, _SCHEMA)
 
-    async def publish(self, events: Sequence[NormalizedEvent]) -> None:
-        """Append the events in order, in one transaction."""
-        rows = [(e.routing_key, orjson.dumps(event_headers(e)), dump_event(e)) for e in events]
+    async def publish(self, events: Sequence[NormalizedEvent]) -> list[Rejection]:
+        """Append the events in order, in one transaction; none if any is rejected.
+
+        The rejections are RabbitPublisher's (adapters/codec.py), so an event the broker
+        would refuse is refused here too.
+        """
+        encoded, rejected = encode_events(events)
+        if rejected:
+            return rejected
+        rows = [(e.routing_key, orjson.dumps(e.headers), e.body) for e in encoded]
 
         def write(conn: sqlite3.Connection) -> None:
             with conn:
@@ -42,6 +50,7 @@ class OutboxPublisher:
 
         if rows:
             await self._db.run(write)
+        return []
 
     async def ping(self) -> None:
         """The outbox file opens and answers."""

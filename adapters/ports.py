@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from models.event import NormalizedEvent
@@ -10,6 +11,38 @@ from models.inbox import InboxItem, StoredItem
 
 Delivery = tuple[str, Sequence[InboxItem]]
 """(dedup key of the delivery, its items)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxDurability:
+    """What the store itself says about keeping an acknowledged append, read, not assumed.
+
+    `unsafe`: the store can lose or evict acknowledged data (AOF off, an eviction policy);
+    the production profile refuses to start on it unless WA_REDIS_DURABILITY=unchecked.
+    `unusable`: the configuration cannot work on this store at all (every append or commit
+    would fail), refused in every profile. `advice`: weaker than it could be, not refused.
+    Each entry is one sentence naming the setting to change.
+    """
+
+    store: str  # kind and version, e.g. "redis 7.0.15"
+    settings: tuple[tuple[str, str], ...]  # what was read, e.g. ("appendonly", "yes")
+    unsafe: tuple[str, ...] = ()
+    unusable: tuple[str, ...] = ()
+    advice: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class InboxStats:
+    """The store's dedup state and memory, read without scanning keys (a gauge's source).
+
+    `expiring_keys` counts the dedup marks and whatever else of the database expires
+    (Redis: INFO keyspace's `expires`, so per-conversation sequences and rate-limit windows
+    too: an upper bound on the marks); docs/redis.md has the bytes per mark to size with.
+    """
+
+    expiring_keys: int
+    used_memory_bytes: int
+    max_memory_bytes: int | None  # None: no limit configured
 
 
 class Inbox(Protocol):
@@ -66,6 +99,14 @@ class Inbox(Protocol):
         """Raise TransientError unless the store is reachable."""
         ...
 
+    async def durability(self) -> InboxDurability:
+        """Read the store's durability and eviction settings now (start-up and readiness)."""
+        ...
+
+    async def stats(self) -> InboxStats:
+        """Count the marks (and other expiring state) and the memory, without a key scan."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...
@@ -87,11 +128,35 @@ class RateLimiter(Protocol):
         ...
 
 
-class Publisher(Protocol):
-    """Publishes normalized events; returns only when the broker has confirmed all of them."""
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An event of a batch that can never be published, by its index in the batch."""
 
-    async def publish(self, events: Sequence[NormalizedEvent]) -> None:
-        """Publish in order; raise TransientError if any event is not confirmed."""
+    index: int
+    reason: str
+
+
+class Publisher(Protocol):
+    """Publishes normalized events; returns only when the broker has confirmed them.
+
+    Two kinds of failure, because they call for opposite answers. An outage (broker
+    unreachable, a confirm that does not come) is shared by every event: `publish` raises
+    TransientError and the caller retries the whole batch. An event that cannot be
+    published at all (its body does not encode, it exceeds the broker's message size) is
+    that event's alone: retrying it can never succeed, so it is returned as a Rejection
+    and the caller publishes something else in its place.
+    """
+
+    async def publish(self, events: Sequence[NormalizedEvent]) -> list[Rejection]:
+        """Publish in order and wait for every confirm; return the events rejected.
+
+        Every event is encoded and checked before any is sent, and when one is rejected
+        nothing of the batch is sent: the caller replaces the rejected events and
+        publishes the batch again, every event in its place. An event that fails while
+        being sent (after its checks passed) is rejected too; the others are then
+        confirmed and published again by that retry (at-least-once). An empty list: every
+        event is confirmed. Raise TransientError if an event is not confirmed.
+        """
         ...
 
     async def ping(self) -> None:

@@ -13,12 +13,19 @@ from collections.abc import Sequence
 
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError, DeliveryError
+from aio_pika.exceptions import AMQPError
+from aiormq.exceptions import ChannelInvalidStateError
 from pamqp.commands import Basic
 
-from adapters.codec import dump_event, event_headers
+from adapters.codec import encode_events, failure_reason
 from adapters.errors import TransientError
+from adapters.ports import Rejection
 from models.event import NormalizedEvent
+
+# What a send fails with when the channel, the connection or the broker fails: AMQPError
+# covers nacks (DeliveryError), closed channels and connections; ChannelInvalidStateError
+# (a RuntimeError) is aiormq's answer on a channel already closed.
+_OUTAGES = (AMQPError, OSError, ChannelInvalidStateError, TimeoutError, asyncio.CancelledError)
 
 
 class RabbitPublisher:
@@ -68,29 +75,18 @@ class RabbitPublisher:
             with contextlib.suppress(Exception):
                 await connection.close()
 
-    async def publish(self, events: Sequence[NormalizedEvent]) -> None:
+    async def publish(self, events: Sequence[NormalizedEvent]) -> list[Rejection]:
         """Publish all events concurrently on one channel and wait for every confirm.
 
-        Order is kept: one channel delivers in publish order, and a nack or timeout fails
-        the whole batch, which the shard retries as a unit (at-least-once, same sequences).
+        Order is kept: one channel delivers in publish order, and a nack, a lost channel
+        or a timeout fails the whole batch, which the shard retries as a unit
+        (at-least-once, same sequences). An event that cannot be encoded or built into a
+        message is rejected before anything is sent (adapters/ports.py).
         """
-        if not events:
-            return
+        messages, rejected = self._messages(events)
+        if rejected or not messages:
+            return rejected
         exchange = await self._ensure()
-        messages = [
-            (
-                aio_pika.Message(
-                    body=dump_event(event),
-                    headers=event_headers(event),
-                    content_type="application/json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=event.event_id,
-                    type=f"{event.category}.{event.type}",
-                ),
-                event.routing_key,
-            )
-            for event in events
-        ]
         # Tasks are created in order and aiormq's channel lock is FIFO, so frames go out
         # in publish order; confirms are awaited together.
         sends = [
@@ -98,17 +94,65 @@ class RabbitPublisher:
             for message, routing_key in messages
         ]
         try:
-            confirms = await asyncio.wait_for(asyncio.gather(*sends), timeout=self._timeout)
-        except (AMQPError, DeliveryError, OSError, TimeoutError, RuntimeError) as exc:
-            # RuntimeError: aiormq's ChannelInvalidStateError on a closed channel. The
-            # sends still running are cancelled and collected before reconnecting.
+            results = await asyncio.wait_for(
+                asyncio.gather(*sends, return_exceptions=True), timeout=self._timeout
+            )
+        except TimeoutError as exc:
+            # The sends still running are cancelled and collected before reconnecting.
             for send in sends:
                 send.cancel()
             await asyncio.gather(*sends, return_exceptions=True)
             await self._reset()
             raise TransientError(f"rabbitmq publish: {exc!r}") from exc
-        if not all(isinstance(confirm, Basic.Ack) for confirm in confirms):
+        return await self._outcome(results)
+
+    @staticmethod
+    def _messages(
+        events: Sequence[NormalizedEvent],
+    ) -> tuple[list[tuple[aio_pika.Message, str]], list[Rejection]]:
+        """Every event as a message and its routing key, or the rejected ones."""
+        encoded, rejected = encode_events(events)
+        messages: list[tuple[aio_pika.Message, str]] = []
+        for index, wire in enumerate(encoded if not rejected else ()):
+            try:
+                message = aio_pika.Message(
+                    body=wire.body,
+                    headers=wire.headers,
+                    content_type="application/json",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=wire.message_id,
+                    type=wire.type,
+                )
+            except Exception as exc:  # noqa: BLE001 -- a message that cannot be built is its own
+                rejected.append(Rejection(index, failure_reason(exc)))
+            else:
+                messages.append((message, wire.routing_key))
+        return messages, rejected
+
+    async def _outcome(self, results: Sequence[object]) -> list[Rejection]:
+        """Rejections for sends that failed on their own; TransientError for an outage.
+
+        What closes the channel or the connection (a nack, the broker refusing a message
+        it would not take, a lost socket) fails every send in flight with the same
+        exception, so it cannot be pinned on one message: the batch is retried. Any other
+        exception came from building that one message's frames (the encoding checks make
+        it unexpected) and is that message's.
+        """
+        rejected = [
+            Rejection(index, failure_reason(result))
+            for index, result in enumerate(results)
+            if isinstance(result, BaseException) and not isinstance(result, _OUTAGES)
+        ]
+        outage = next((r for r in results if isinstance(r, _OUTAGES)), None)
+        if outage is not None:
+            await self._reset()
+        if rejected:
+            return rejected  # the caller publishes the whole batch again
+        if isinstance(outage, BaseException):
+            raise TransientError(f"rabbitmq publish: {outage!r}") from outage
+        if not all(isinstance(result, Basic.Ack) for result in results):
             raise TransientError("rabbitmq: a publish was not acknowledged")
+        return []
 
     async def ping(self) -> None:
         """Connect (or reuse the connection) and check it is open."""

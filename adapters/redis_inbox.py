@@ -2,15 +2,19 @@
 
 Each partition has one consumer (`p<partition>`), so a restarted shard re-reads its own
 pending entries (read but never acknowledged) before new ones. Committed entries are
-acknowledged and deleted in the same MULTI as the sequence update, so the stream only
-holds what is still in flight and a redelivery always gets the sequence it had.
-Streams are never trimmed by length: trimming could drop entries nobody has published.
+acknowledged and deleted by the same script that stores the sequences and the item marks,
+so the stream only holds what is still in flight and a redelivery always gets the sequence
+it had. Streams are never trimmed by length: trimming could drop entries nobody has
+published.
 
 Dedup marks are plain keys `<prefix>seen:<key>` with an expiry (SET ... EX window): Redis
 evicts them itself, so memory is bounded by the keys marked within one window (measured
-in docs/security.md). A delivery is appended by a Lua script that checks its mark, adds
+in docs/redis.md). A delivery is appended by a Lua script that checks its mark, adds
 every item and sets the mark in one atomic step; one pipelined round trip carries the
-script calls of every delivery in a batch.
+script calls of every delivery in a batch, and WAITAOF after them when configured.
+Each conversation's last sequence is its own key `<prefix>seq:<conversation_id>`, expiring
+after the sequence TTL of silence (docs/redis.md: memory per conversation, what a restart
+of the numbering means).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from adapters.codec import dump_item, load_item
 from adapters.errors import TransientError
-from adapters.ports import Delivery
+from adapters.ports import Delivery, InboxDurability, InboxStats
+from adapters.redis_durability import WaitAof, check_waitaof, read_durability
 from models.inbox import StoredItem
 
 GROUP = "shards"
@@ -39,20 +44,73 @@ for i = 2, #KEYS do redis.call('XADD', KEYS[i], '*', 'd', ARGV[i]) end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 """
+# The commit. Why a script flagged allow-oom and not MULTI: under `maxmemory` with
+# `noeviction` Redis refuses every command queued in a MULTI once memory is full (7.0.15;
+# 8.2.3 still refuses the SETs there), so the commit that would free memory by deleting the
+# published entries was refused too and a full inbox could never drain (tested in
+# tests/integration/test_redis_safety.py). Nothing runs between a script's commands and
+# Redis never stops one half-way for memory, so acknowledgement, deletion, sequences and
+# marks stay one atomic step, as in the MULTI; allow-oom lets it run at the limit. It
+# writes a batch's marks and sequences (145 B and 116 B each, docs/redis.md) while
+# deleting its entries (~1.4 KB for a 0.8 KB text), so a commit at the limit frees more
+# than it writes; at worst (tiny entries) it overshoots maxmemory by one batch's marks.
+# KEYS[1]: the stream; KEYS[2]: the sequences hash of versions before issue 9 (read as a
+# fallback, expired one TTL after the first commit of this version); KEYS[3..2+n]: the n
+# conversations' sequence keys; then one key per item mark. ARGV[1]: the group; ARGV[2]: n;
+# ARGV[3]: the marks' window (s); ARGV[4]: the sequences' TTL (s); ARGV[5..4+n]: the
+# sequences; then the entry ids (500 per XACK: unpack's stack is bounded).
+_COMMIT = """#!lua flags=allow-oom
+local n = tonumber(ARGV[2])
+for i = 5 + n, #ARGV, 500 do
+  local last = math.min(i + 499, #ARGV)
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, last))
+  redis.call('XDEL', KEYS[1], unpack(ARGV, i, last))
+end
+for i = 1, n do redis.call('SET', KEYS[2 + i], ARGV[4 + i], 'EX', ARGV[4]) end
+for i = 3 + n, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[3]) end
+if n > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4], 'NX') end
+return 1
+"""
+
+# The consumer group, created by an allow-oom script for the same reason: XGROUP CREATE is
+# refused at the memory limit, and a shard's first read may come when the ingress has
+# already filled Redis (the shards were down). id 0, not $: entries appended before the
+# first reader started are not skipped.
+_CREATE_GROUP = """#!lua flags=allow-oom
+local reply = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+if type(reply) == 'table' and reply.err then
+  if string.find(reply.err, 'BUSYGROUP') then return 0 end
+  return reply
+end
+return 1
+"""
 
 
 class RedisInbox:
     """The Inbox port on Redis Streams."""
 
-    def __init__(self, url: str, prefix: str, window_s: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        window_s: int,
+        *,
+        sequence_ttl_s: int,
+        waitaof: WaitAof | None,
+    ) -> None:
         # Timeouts: a Redis that stops answering must fail the request (503) or the batch
-        # (retried), never hang it. Reads block at most block_ms, well under 10 s.
+        # (retried), never hang it. Reads block at most block_ms and WAITAOF at most its
+        # timeout (checked by Settings), both well under 10 s.
         self._redis: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_timeout=10, socket_connect_timeout=5
         )
         self._prefix = prefix
         self._window_s = window_s
+        self._sequence_ttl_s = sequence_ttl_s
+        self._waitaof = waitaof
         self._append_once = self._redis.register_script(_APPEND_ONCE)
+        self._commit = self._redis.register_script(_COMMIT)
+        self._create_group = self._redis.register_script(_CREATE_GROUP)
         self._groups: set[int] = set()
         # Per partition: where the re-read of this consumer's pending entries has got to,
         # or absent once they are all re-read and only new entries (">") are left.
@@ -64,15 +122,26 @@ class RedisInbox:
         return f"{self._prefix}inbox:{partition}"
 
     @property
-    def _seq_key(self) -> str:
+    def _legacy_seq_key(self) -> str:
         return f"{self._prefix}seq"
+
+    def sequence_key(self, conversation_id: str) -> str:
+        """The Redis key of a conversation's last sequence."""
+        return f"{self._prefix}seq:{conversation_id}"
 
     def mark_key(self, key: str) -> str:
         """The Redis key of a dedup mark."""
         return f"{self._prefix}seen:{key}"
 
     async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
-        """One EVALSHA per delivery (check mark, XADD items, set mark), one round trip."""
+        """One EVALSHA per delivery (check mark, XADD items, set mark), then WAITAOF when
+        configured: one round trip on one connection, so WAITAOF covers these writes.
+
+        WAITAOF short of its counts in time is a failed append (TransientError, 503): the
+        items and mark may already be in Redis, so Meta's retry is answered "duplicate"
+        and the items are published; if Redis then crashes before the fsync, both are gone
+        together and the retry stores them again.
+        """
         if not deliveries:
             return []
         try:
@@ -83,9 +152,13 @@ class RedisInbox:
                         args=[self._window_s, *(dump_item(i) for i in items)],
                         client=pipe,
                     )
+                if self._waitaof is not None:
+                    pipe.execute_command(*self._waitaof.command())
                 results = await pipe.execute()
         except RedisError as exc:
             raise TransientError(f"redis append: {exc}") from exc
+        if self._waitaof is not None:
+            check_waitaof(results.pop(), self._waitaof)
         return [bool(r) for r in results]
 
     async def seen(self, keys: Collection[str]) -> set[str]:
@@ -102,12 +175,7 @@ class RedisInbox:
     async def _ensure_group(self, partition: int) -> None:
         if partition in self._groups:
             return
-        try:
-            # id 0, not $: entries appended before the first reader started are not skipped.
-            await self._redis.xgroup_create(self.stream(partition), GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self._create_group(keys=[self.stream(partition)], args=[GROUP])
         self._groups.add(partition)
 
     async def read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
@@ -178,32 +246,46 @@ class RedisInbox:
         sequences: Mapping[str, int],
         seen: Collection[str] = (),
     ) -> None:
-        """XACK + XDEL the entries, HSET the sequences, SET EX the marks: one MULTI/EXEC."""
-        key = self.stream(partition)
+        """XACK + XDEL the entries, SET EX the sequences and the marks: one allow-oom script,
+        so it succeeds at the memory limit (the drain is what frees memory)."""
+        conversations = list(sequences.items())
+        keys = [
+            self.stream(partition),
+            self._legacy_seq_key,
+            *(self.sequence_key(cid) for cid, _ in conversations),
+            *(self.mark_key(key) for key in seen),
+        ]
+        args: list[str | int] = [
+            GROUP,
+            len(conversations),
+            self._window_s,
+            self._sequence_ttl_s,
+            *(seq for _, seq in conversations),
+            *entry_ids,
+        ]
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if entry_ids:
-                    pipe.xack(key, GROUP, *entry_ids)
-                    pipe.xdel(key, *entry_ids)
-                if sequences:
-                    mapping: dict[str | bytes, int] = dict(sequences.items())
-                    pipe.hset(self._seq_key, mapping=mapping)  # type: ignore[arg-type]
-                for key in seen:
-                    pipe.set(self.mark_key(key), b"1", ex=self._window_s)
-                await pipe.execute()
+            await self._commit(keys=keys, args=args)
         except RedisError as exc:
             raise TransientError(f"redis commit: {exc}") from exc
 
     async def sequences(self, conversation_ids: Collection[str]) -> dict[str, int]:
-        """HMGET the last sequences."""
+        """MGET the conversations' keys, HMGET the pre-issue-9 hash beside: one round trip."""
         wanted = list(conversation_ids)
         if not wanted:
             return {}
         try:
-            values = await self._redis.hmget(self._seq_key, wanted)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.mget([self.sequence_key(cid) for cid in wanted])
+                pipe.hmget(self._legacy_seq_key, wanted)
+                current, legacy = await pipe.execute()
         except RedisError as exc:
             raise TransientError(f"redis sequences: {exc}") from exc
-        return {cid: int(v) for cid, v in zip(wanted, values, strict=True) if v is not None}
+        found: dict[str, int] = {}
+        for cid, now, old in zip(wanted, current, legacy, strict=True):
+            value = now if now is not None else old
+            if value is not None:
+                found[cid] = int(value)
+        return found
 
     async def backlog(self, partition: int) -> int:
         """XLEN: committed entries are deleted, so the length is the backlog."""
@@ -218,6 +300,27 @@ class RedisInbox:
             await self._redis.ping()
         except RedisError as exc:
             raise TransientError(f"redis ping: {exc}") from exc
+
+    async def durability(self) -> InboxDurability:
+        """INFO and CONFIG GET appendfsync, judged by adapters/redis_durability.py's rules."""
+        return await read_durability(self._redis, self._waitaof)
+
+    async def stats(self) -> InboxStats:
+        """INFO keyspace (this database's keys with an expiry) and INFO memory."""
+        db = int(self._redis.connection_pool.connection_kwargs.get("db", 0))
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.info("keyspace")
+                pipe.info("memory")
+                keyspace, memory = await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis stats: {exc}") from exc
+        maxmemory = int(memory.get("maxmemory", 0))
+        return InboxStats(
+            expiring_keys=int(keyspace.get(f"db{db}", {}).get("expires", 0)),
+            used_memory_bytes=int(memory["used_memory"]),
+            max_memory_bytes=maxmemory or None,
+        )
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.codec import dump_item, load_item
-from adapters.ports import Delivery
+from adapters.ports import Delivery, InboxDurability, InboxStats
 from adapters.sqlite_db import SqliteDb
 from models.inbox import StoredItem
 
@@ -200,6 +200,41 @@ class SqliteInbox:
     async def ping(self) -> None:
         """The database file opens and answers."""
         await self._db.run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def durability(self) -> InboxDurability:
+        """The connection's journal mode and synchronous level, as SQLite reports them.
+
+        FULL (2) or EXTRA (3) fsyncs each commit before it returns; lower would not.
+        """
+
+        def read(conn: sqlite3.Connection) -> tuple[str, int]:
+            return (
+                str(conn.execute("PRAGMA journal_mode").fetchone()[0]),
+                int(conn.execute("PRAGMA synchronous").fetchone()[0]),
+            )
+
+        journal, synchronous = await self._db.run(read)
+        unsafe = () if synchronous >= 2 else (f"PRAGMA synchronous={synchronous}: not fsynced",)
+        return InboxDurability(
+            store=f"sqlite {sqlite3.sqlite_version}",
+            settings=(("journal_mode", journal), ("synchronous", str(synchronous))),
+            unsafe=unsafe,
+        )
+
+    async def stats(self) -> InboxStats:
+        """Live rows of `seen` (the marks) and the file's pages in use; no memory limit."""
+
+        def read(conn: sqlite3.Connection) -> InboxStats:
+            marks = conn.execute("SELECT COUNT(*) FROM seen WHERE expires > ?", (time.time(),))
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            return InboxStats(
+                expiring_keys=int(marks.fetchone()[0]),
+                used_memory_bytes=int(pages) * int(page_size),
+                max_memory_bytes=None,
+            )
+
+        return await self._db.run(read)
 
     async def close(self) -> None:
         """Close the connection."""

@@ -8,18 +8,26 @@ adapters; no adapter has defaults of its own, so Settings is the one place that 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.errors import TransientError
 from adapters.local_rate_limit import LocalRateLimiter
 from adapters.outbox import OutboxPublisher
-from adapters.ports import Inbox, Publisher, RateLimiter
+from adapters.ports import Inbox, InboxDurability, Publisher, RateLimiter
 from adapters.rabbitmq import RabbitPublisher
+from adapters.redis_durability import WaitAof
 from adapters.redis_inbox import RedisInbox
 from adapters.redis_rate_limit import RedisRateLimiter
 from adapters.sqlite_inbox import SqliteInbox
+from cluster.settings import SettingsError
+
+log = structlog.get_logger("backends")
 
 
 class _Config(BaseModel):
@@ -33,6 +41,19 @@ class RedisInboxConfig(_Config):
     url: str
     prefix: str
     dedup_window_s: int
+    sequence_ttl_s: int
+    # Refuse to start (and be not ready) on a Redis that can lose or evict acknowledged
+    # appends: the production profile with WA_REDIS_DURABILITY=checked.
+    enforce_durability: bool
+    waitaof_local: int  # WAITAOF numlocal numreplicas timeout after each append; 0 0: off
+    waitaof_replicas: int
+    waitaof_timeout_ms: int
+
+    def waitaof(self) -> WaitAof | None:
+        """The WAITAOF the ingress's appends issue, or None."""
+        if not (self.waitaof_local or self.waitaof_replicas):
+            return None
+        return WaitAof(self.waitaof_local, self.waitaof_replicas, self.waitaof_timeout_ms)
 
 
 class SqliteInboxConfig(_Config):
@@ -90,8 +111,82 @@ RateLimiterConfig = Annotated[
 def build_inbox(config: RedisInboxConfig | SqliteInboxConfig) -> Inbox:
     """The inbox adapter this config names."""
     if isinstance(config, RedisInboxConfig):
-        return RedisInbox(config.url, config.prefix, config.dedup_window_s)
+        return RedisInbox(
+            config.url,
+            config.prefix,
+            config.dedup_window_s,
+            sequence_ttl_s=config.sequence_ttl_s,
+            waitaof=config.waitaof(),
+        )
     return SqliteInbox(config.path, config.dedup_window_s)
+
+
+class InboxNotDurable(RuntimeError):
+    """The inbox's store can lose or evict acknowledged appends (readiness: down)."""
+
+
+def inbox_refusals(config: InboxConfig, report: InboxDurability) -> list[str]:
+    """Why this store is refused under this config: `unusable` always, `unsafe` if enforced."""
+    enforced = isinstance(config, RedisInboxConfig) and config.enforce_durability
+    return [*report.unusable, *(report.unsafe if enforced else ())]
+
+
+def check_inbox_durability(config: InboxConfig) -> InboxDurability | None:
+    """The runner's start-up check (one round trip): log what the store reports, raise
+    SettingsError if it is refused. An unreachable store is refused only when enforced
+    (nothing could be checked); otherwise readiness reports it later, as before."""
+
+    async def read() -> InboxDurability:
+        inbox = build_inbox(config)
+        try:
+            return await inbox.durability()
+        finally:
+            await inbox.close()
+
+    enforced = isinstance(config, RedisInboxConfig) and config.enforce_durability
+    try:
+        report = asyncio.run(read())
+    except TransientError as exc:
+        if enforced:
+            raise SettingsError(f"the inbox's Redis could not be checked: {exc}") from exc
+        log.warning("inbox_durability_unknown", error=str(exc))
+        return None
+    level = log.warning if report.unsafe or report.unusable or report.advice else log.info
+    level(
+        "inbox_durability",
+        store=report.store,
+        settings=dict(report.settings),
+        unsafe=list(report.unsafe),
+        unusable=list(report.unusable),
+        advice=list(report.advice),
+    )
+    refused = inbox_refusals(config, report)
+    if refused:
+        hint = " (or WA_REDIS_DURABILITY=unchecked)" if report.unsafe and enforced else ""
+        raise SettingsError(
+            f"the inbox's Redis is refused: {'; '.join(refused)}{hint}; see docs/redis.md"
+        )
+    return report
+
+
+def inbox_durability_check(
+    config: InboxConfig, inbox: Inbox
+) -> Callable[[], Awaitable[str | None]] | None:
+    """The start-up check repeated by readiness (Redis only): raises InboxNotDurable while
+    the store would be refused; otherwise returns what it would log (unenforced findings,
+    advice) as the check's detail, or None when there is nothing to say."""
+    if not isinstance(config, RedisInboxConfig):
+        return None
+
+    async def durable() -> str | None:
+        report = await inbox.durability()
+        refused = inbox_refusals(config, report)
+        if refused:
+            raise InboxNotDurable("; ".join(refused))
+        findings = [*report.unsafe, *report.advice]
+        return "; ".join(findings) if findings else None
+
+    return durable
 
 
 def build_publisher(config: RabbitPublisherConfig | OutboxConfig) -> Publisher:

@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 
 from cluster import process_tree
+from cluster.backends import check_inbox_durability
 from cluster.settings import Settings
 from cluster.wiring import Wiring
 
@@ -64,6 +65,9 @@ def run(settings: Settings) -> None:
     for key, value in RAY_ENV.items():
         os.environ.setdefault(key, value)
     wiring = Wiring.from_settings(settings)
+    # One Redis round trip before anything starts: refuses a store that can lose or evict
+    # acknowledged appends in production (docs/redis.md), and an unusable WAITAOF anywhere.
+    check_inbox_durability(wiring.inbox)
     wiring.data_dir.mkdir(parents=True, exist_ok=True)
     pidfile = wiring.data_dir / "run.pid"
     clear_stale_run(pidfile)

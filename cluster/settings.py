@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     tenants_file: Path | None = None
     redis_url: str | None = None
     redis_prefix: str = "wa:"
+    # Redis durability (issue 9); docs/redis.md explains each.
+    redis_durability: Literal["checked", "unchecked"] = "checked"
+    redis_waitaof: str = "off"  # off | local | replicas:N | local+replicas:N
+    redis_waitaof_timeout_ms: int = 2000
+    redis_sequence_ttl_s: int = 7 * 24 * 3600
     rabbitmq_url: str | None = None
     rabbitmq_exchange: str = "whatsapp.events"
     rabbitmq_confirm_timeout_s: float = 30.0
@@ -54,6 +59,8 @@ class Settings(BaseSettings):
     shard_linger_ms: float = 20.0
     shard_max_backoff_s: float = 5.0
     shard_sequence_cache: int = 100_000
+    shard_max_batch_bytes: int = 4 * 1024 * 1024
+    shard_stall_after_s: float = 60.0
     ray_address: str | None = None
     ray_num_cpus: int | None = None
     ray_metrics_port: int | None = None
@@ -64,7 +71,10 @@ class Settings(BaseSettings):
     allowlist_enabled: bool | None = None  # None: on in production, off in embedded
     allowed_cidrs: str = ""
     allowlist_file: Path | None = None
-    trusted_proxies: str = "127.0.0.0/8,::1/128"
+    # Empty: no proxy in front replaces X-Forwarded-For, so it is never read. Serve's
+    # HAProxy passes a client's header through unchanged from loopback: listing loopback
+    # declares a front proxy that replaced it (docs/security.md).
+    trusted_proxies: str = ""
     dedup_window_s: int = 7 * 24 * 3600
     max_item_age_s: int = 7 * 24 * 3600
     rate_limit_window_s: int = 1
@@ -73,6 +83,12 @@ class Settings(BaseSettings):
     rate_limit_linger_ms: float = 1.0
     max_json_depth: int = 32
     max_json_array: int = 10_000
+    # Amplification bounds (docs/security.md has the measurements behind each default).
+    max_json_nodes: int = 500_000
+    max_items_per_delivery: int = 5_000
+    max_item_bytes: int = 5 * 1024 * 1024
+    max_stored_ratio: int = 4
+    max_unverified_bytes: int = 64 * 1024 * 1024  # per replica: 16 bodies at the cap
     body_timeout_s: float = 10.0
     admin_token: SecretStr | None = None
 
@@ -93,7 +109,7 @@ class Settings(BaseSettings):
         return _networks("WA_ALLOWED_CIDRS / WA_ALLOWLIST_FILE", "\n".join(lines).splitlines())
 
     def trusted_networks(self) -> tuple[IpNetwork, ...]:
-        """WA_TRUSTED_PROXIES, parsed (loopback is in the default: Serve's HAProxy)."""
+        """WA_TRUSTED_PROXIES, parsed (empty by default: X-Forwarded-For is not read)."""
         return _networks("WA_TRUSTED_PROXIES", [self.trusted_proxies])
 
     def tenants(self) -> list[Tenant]:
@@ -143,6 +159,34 @@ class Settings(BaseSettings):
             raise SettingsError("production needs WA_REDIS_URL and WA_RABBITMQ_URL")
         tenants = self.tenants()
         self._check_security(tenants)
+        self._check_redis()
+
+    def waitaof_counts(self) -> tuple[int, int]:
+        """WA_REDIS_WAITAOF as (numlocal, numreplicas); (0, 0) for off."""
+        text = self.redis_waitaof.replace(" ", "").lower()
+        if text == "off":
+            return 0, 0
+        local = replicas = 0
+        for part in text.split("+"):
+            count = part.removeprefix("replicas:")
+            if part == "local" and not local:
+                local = 1
+            elif count != part and count.isdigit() and int(count) > 0 and not replicas:
+                replicas = int(count)
+            else:
+                raise SettingsError(
+                    f"WA_REDIS_WAITAOF={self.redis_waitaof!r}: use off, local, replicas:N "
+                    "or local+replicas:N"
+                )
+        return local, replicas
+
+    def _check_redis(self) -> None:
+        self.waitaof_counts()
+        # Below the client's 10 s socket timeout, so WAITAOF answers before the socket gives up.
+        if not 1 <= self.redis_waitaof_timeout_ms <= 5000:
+            raise SettingsError("WA_REDIS_WAITAOF_TIMEOUT_MS must be between 1 and 5000")
+        if self.redis_sequence_ttl_s < 1:
+            raise SettingsError("WA_REDIS_SEQUENCE_TTL_S must be >= 1")
 
     def _check_security(self, tenants: list[Tenant]) -> None:
         allowed = self.allowed_networks()
@@ -158,6 +202,7 @@ class Settings(BaseSettings):
             raise SettingsError("WA_MAX_ITEM_AGE_S must be > 0 and <= WA_DEDUP_WINDOW_S")
         if min(self.rate_limit_per_ip, self.rate_limit_per_tenant, self.rate_limit_window_s) < 1:
             raise SettingsError("WA_RATE_LIMIT_* must be >= 1")
+        self._check_bounds()
         try:
             directory = TenantDirectory(tenants)
         except ValueError as exc:
@@ -166,6 +211,22 @@ class Settings(BaseSettings):
             directory.check_admin_token(self.admin_token)
         except ValueError as exc:
             raise SettingsError(f"WA_ADMIN_TOKEN: {exc}") from exc
+
+    def _check_bounds(self) -> None:
+        if self.max_unverified_bytes < self.max_body_bytes:
+            # Else a body at the cap could never be read: every such delivery answered 503.
+            raise SettingsError("WA_MAX_UNVERIFIED_BYTES must be >= WA_MAX_BODY_BYTES")
+        if self.max_item_bytes < self.max_body_bytes + 64 * 1024:
+            # One item may legitimately be a whole body (a history chunk) plus its envelope.
+            raise SettingsError("WA_MAX_ITEM_BYTES must be >= WA_MAX_BODY_BYTES + 64 KiB")
+        if not 1 <= self.max_json_depth <= 250:
+            # orjson serializes at most 255 levels: a deeper accepted body could never be
+            # stored (every append 503, Meta retrying it for 7 days).
+            raise SettingsError("WA_MAX_JSON_DEPTH must be between 1 and 250")
+        if min(self.max_json_nodes, self.max_items_per_delivery, self.max_stored_ratio) < 1:
+            raise SettingsError(
+                "WA_MAX_JSON_NODES, WA_MAX_ITEMS_PER_DELIVERY, WA_MAX_STORED_RATIO must be >= 1"
+            )
 
 
 def _networks(variable: str, lines: list[str]) -> tuple[IpNetwork, ...]:

@@ -9,9 +9,12 @@ are never pickled).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from actors.shard import ShardConfig
 from adapters.ports import Inbox, Publisher
@@ -28,6 +31,7 @@ from cluster.backends import (
     build_inbox,
     build_publisher,
     build_rate_limiter,
+    inbox_durability_check,
 )
 from cluster.logging import configure_logging
 from cluster.settings import Settings
@@ -96,10 +100,17 @@ class Wiring:
 
 def _inbox(settings: Settings, data_dir: Path) -> InboxConfig:
     if settings.redis_url:
+        waitaof_local, waitaof_replicas = settings.waitaof_counts()
         return RedisInboxConfig(
             url=settings.redis_url,
             prefix=settings.redis_prefix,
             dedup_window_s=settings.dedup_window_s,
+            sequence_ttl_s=settings.redis_sequence_ttl_s,
+            enforce_durability=settings.profile == "production"
+            and settings.redis_durability == "checked",
+            waitaof_local=waitaof_local,
+            waitaof_replicas=waitaof_replicas,
+            waitaof_timeout_ms=settings.redis_waitaof_timeout_ms,
         )
     return SqliteInboxConfig(path=data_dir / "inbox.db", dedup_window_s=settings.dedup_window_s)
 
@@ -134,6 +145,11 @@ def _ingress(settings: Settings) -> IngressConfig:
         append_max_items=settings.append_max_items,
         max_json_depth=settings.max_json_depth,
         max_json_array=settings.max_json_array,
+        max_json_nodes=settings.max_json_nodes,
+        max_items_per_delivery=settings.max_items_per_delivery,
+        max_item_bytes=settings.max_item_bytes,
+        max_stored_ratio=settings.max_stored_ratio,
+        max_unverified_bytes=settings.max_unverified_bytes,
         body_timeout_s=settings.body_timeout_s,
         rate_limit_per_ip=settings.rate_limit_per_ip,
         rate_limit_per_tenant=settings.rate_limit_per_tenant,
@@ -151,24 +167,48 @@ def _shard(settings: Settings, partition: int) -> ShardConfig:
         max_backoff_s=settings.shard_max_backoff_s,
         sequence_cache=settings.shard_sequence_cache,
         max_item_age_s=settings.max_item_age_s,
+        max_batch_bytes=settings.shard_max_batch_bytes,
+        stall_after_s=settings.shard_stall_after_s,
     )
+
+
+# Serve starts a replica's uvicorn after the deployment's constructor has run (replica.py:
+# initialize_callable, then _on_initialized) with uvicorn's defaults: proxy_headers on,
+# trusting $FORWARDED_ALLOW_IPS or else 127.0.0.1 and ::1, i.e. Serve's HAProxy, which
+# passes a client's X-Forwarded-For through unchanged. uvicorn would then replace
+# request.client with an address the client chose before the app runs. An empty value
+# trusts nobody: request.client stays the TCP peer and SourcePolicy alone reads the header.
+_REPLICA_UVICORN_TRUSTS_NOBODY = {"FORWARDED_ALLOW_IPS": ""}
 
 
 def ingress_deps(wiring: Wiring, pool: Any = None) -> IngressDeps:
     """The ingress's dependencies, built inside its replica (which logs redacted JSON).
 
     `pool` is the shard pool's Serve handle (None when the replica runs without shards):
-    readiness then also asks whether every shard is running.
+    readiness then also asks whether every shard is running. Also makes the replica's
+    uvicorn, started next, believe no X-Forwarded-For (see above).
     """
+    os.environ.update(_REPLICA_UVICORN_TRUSTS_NOBODY)
     configure_logging(wiring.log_level, wiring.secret_values())
+    policy = wiring.ingress.source_policy
+    if policy.allowed is not None and not policy.trusted_proxies:
+        structlog.get_logger("wiring").warning(
+            "allowlist_judges_the_tcp_peer",
+            reason="no front proxy declared (WA_TRUSTED_PROXIES empty): behind Serve's "
+            "HAProxy every request comes from 127.0.0.1 or a node address",
+        )
     publisher = build_publisher(wiring.publisher)
     ready_checks: dict[str, ReadyCheck] = {"publisher": publisher.ping}
     if pool is not None:
         ready_checks["shards"] = shard_pool_check(pool)
+    inbox = build_inbox(wiring.inbox)
+    durable = inbox_durability_check(wiring.inbox, inbox)
+    if durable is not None:  # the start-up check, repeated: Redis can be reconfigured live
+        ready_checks["inbox_durability"] = durable
     return IngressDeps(
         config=wiring.ingress,
         directory=TenantDirectory(wiring.tenants),
-        inbox=build_inbox(wiring.inbox),
+        inbox=inbox,
         ready_checks=ready_checks,
         closers=[publisher.close],
         rate_limiter=build_rate_limiter(wiring.rate_limiter),

@@ -12,8 +12,9 @@ from adapters.ports import Inbox, RateLimiter
 from ingress.client_ip import SourcePolicy
 from models.tenant import TenantDirectory
 
-ReadyCheck = Callable[[], Awaitable[None]]
-"""A readiness probe: returns when the dependency answers, raises otherwise."""
+ReadyCheck = Callable[[], Awaitable[str | None]]
+"""A readiness probe: None when the dependency answers, a detail when it answers but needs
+attention (reported, still ready), raises when it does not answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,12 @@ class IngressConfig:
     rate_limit_per_tenant: int
     source_policy: SourcePolicy
     admin_token: SecretStr | None
+    # Amplification and memory bounds (reasons in docs/security.md).
+    max_json_nodes: int
+    max_items_per_delivery: int
+    max_item_bytes: int
+    max_stored_ratio: int
+    max_unverified_bytes: int
 
 
 @dataclass(slots=True)

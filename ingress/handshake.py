@@ -3,7 +3,9 @@
 The challenge is echoed as plain text only when the mode is exactly `subscribe`, a
 non-empty token equals a configured verify token (constant time, every tenant compared),
 and the challenge is short URL-safe text (Meta sends digits; markup or anything else is not
-reflected, so the endpoint cannot serve attacker-chosen content).
+reflected, so the endpoint cannot serve attacker-chosen content). On
+`/webhook/{tenant_id}` a tenant that is not configured is compared against a random decoy,
+so it fails like a wrong token, in the same time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable
+from secrets import token_bytes
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -27,6 +30,7 @@ def handshake_routes(
 ) -> APIRouter:
     """GET /webhook and GET /webhook/{tenant_id}."""
     router = APIRouter()
+    decoy = token_bytes(32)  # compared when no tenant of the path has a verify token
 
     def answer(
         mode: str | None, token: str | None, challenge: str | None, tenant: str | None
@@ -36,12 +40,11 @@ def handshake_routes(
             if tenant is None
             else tuple(t for t in directory.tenants if t.id == tenant)
         )
+        expected = [t.verify_token.get_secret_value().encode() for t in tenants if t.verify_token]
         ok = False
         given = (token or "").encode()
-        for candidate in tenants:
-            if candidate.verify_token is not None:
-                expected = candidate.verify_token.get_secret_value().encode()
-                ok |= hmac.compare_digest(expected, given) and bool(expected)
+        for candidate in expected or [decoy]:
+            ok |= hmac.compare_digest(candidate, given) and bool(candidate) and candidate != decoy
         if mode != "subscribe" or not ok or not challenge or not _CHALLENGE.match(challenge):
             return error_response(403, "verification_failed", "verification failed")
         return PlainTextResponse(challenge, headers={"X-Content-Type-Options": "nosniff"})

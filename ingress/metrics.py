@@ -6,7 +6,7 @@ conversation.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _SIZE_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
@@ -38,8 +38,14 @@ class IngressMetrics:
         )
         self.items = Counter(
             "wa_webhook_items",
-            "Items accepted into the inbox, by kind (message, status, error, field).",
+            "Items accepted into the inbox, by kind (message, status, error, field; unowned:"
+            " items of numbers no tenant owns, kept aside for replay).",
             ["kind"],
+            registry=self.registry,
+        )
+        self.unverified_bytes = Gauge(
+            "wa_webhook_unverified_bytes",
+            "Bytes of bodies being read or verified now (their signature not checked yet).",
             registry=self.registry,
         )
         self.append_duration = Histogram(

@@ -1,14 +1,19 @@
 """The webhook POST: every check in order, cheapest first, then the durable append.
 
-source allowlist (403) -> content type (415) -> body cap and read deadline (400/413/408) ->
-signature (401/403) -> JSON and shape bounds (400) -> envelope and tenant ownership
-(400/403) -> rate limits (429) -> durable append with delivery dedup (503) -> 200.
-Nothing is stored until every check has passed.
+source allowlist (403) -> content type (415) -> body cap, read deadline and the replica's
+budget of unverified bytes (400/413/408/503) -> signature (401/403) -> JSON and shape
+bounds (400) -> envelope, tenant ownership and delivery size (400/403/413) -> rate limits
+(429) -> durable append with delivery dedup (503) -> 200. Nothing is stored until every
+check has passed.
 
 Tenant resolution never trusts the body before the signature: the raw bytes are checked
-against every configured secret (or, on `/webhook/{tenant_id}`, that tenant's secrets)
-first; only then is the body parsed, and each item's number must belong to a tenant whose
-secret matched. Every candidate secret is computed, so timing reveals nothing.
+against every configured secret (or, on `/webhook/{tenant_id}`, that tenant's secrets,
+padded so that every tenant path, configured or not, costs as many HMACs and fails alike:
+ingress/candidates.py) first; only then is the body parsed, and each item's number must
+belong to a tenant whose secret matched. Every candidate secret is computed, so timing
+reveals nothing. A number of another configured tenant refuses the whole delivery; a
+number nobody owns does not: its change is kept aside in the same append (the unowned
+partition, models/routing.py), counted and logged, and the 200 says how many items.
 
 Each check is one method that returns what the next one needs or raises the
 RequestRejected subclass naming what happened (ingress/rejection.py); `receive` is the
@@ -17,7 +22,6 @@ hot path and only calls them in order.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -32,13 +36,12 @@ from adapters.errors import AdapterError
 from adapters.ports import RateLimiter
 from ingress.batcher import AppendBatcher
 from ingress.bounds import check_bounds
+from ingress.candidates import SecretCandidates
 from ingress.client_ip import IpAddress, mask_address
 from ingress.config import IngressConfig
 from ingress.metrics import IngressMetrics
 from ingress.rejection import (
-    BadContentLength,
-    BodyTimeout,
-    BodyTooLarge,
+    DeliveryTooLarge,
     InboxUnavailable,
     InvalidJson,
     NotAWebhook,
@@ -46,19 +49,25 @@ from ingress.rejection import (
     SignatureInvalid,
     SignatureMissing,
     SourceNotAllowed,
-    UnknownBusinessNumber,
-    UnknownTenant,
+    TooManyItems,
     UnsupportedMediaType,
 )
 from ingress.signature import matching_secrets, parse_signature
+from ingress.unverified import BodyHold, UnverifiedBudget, read_body
 from models import dedup
-from models.envelope import DeliveryContext, EnvelopeError, UnknownNumberError, split_delivery
+from models.delivery_size import DeliveryLimits, DeliveryTooLargeError, TooManyItemsError
+from models.envelope import DeliveryContext, EnvelopeError, Split, count_items, split_signed
 from models.inbox import InboxItem
 from models.tenant import TenantDirectory
 
 log = structlog.get_logger("ingress")
 
 _JSON_TYPES = frozenset({"application/json"})
+
+
+def _masked(meta_id: str | None) -> str:
+    """A Meta id for the logs: its last four characters only."""
+    return "***" + (meta_id or "")[-4:]
 
 
 class WebhookReceiver:
@@ -78,7 +87,11 @@ class WebhookReceiver:
         self.metrics = metrics
         self.limiter = limiter  # None: no rate limits
         self.policy = config.source_policy
-        self.all_secrets = directory.secrets()
+        self.candidates = SecretCandidates(directory)
+        self.budget = UnverifiedBudget(config.max_unverified_bytes)
+        metrics.unverified_bytes.set_function(lambda: self.budget.in_use)
+        caps = (config.max_items_per_delivery, config.max_item_bytes, config.max_stored_ratio)
+        self.limits = DeliveryLimits(*caps, dumps=orjson.dumps)
 
     async def receive(self, request: Request, tenant_id: str | None) -> JSONResponse:
         """Run every check, store the items durably, then 200; else raise a rejection."""
@@ -87,19 +100,15 @@ class WebhookReceiver:
         client = self.admit_source(request)
         headers = request.headers
         self.check_media_type(headers.get("content-type", ""))
-        body = await self.read_body(request)
-        verified = self.verify(body, headers.get("x-hub-signature-256"), tenant_id)
+        with self.budget.hold() as hold:  # released once verified, or on any way out
+            body = await self.read_body(request, hold)
+            verified = self.verify(body, headers.get("x-hub-signature-256"), tenant_id)
         payload = self.parse(body)
         ctx = DeliveryContext(uuid.uuid4().hex, received_at, self.config.partitions)
-        items = self.split(payload, ctx, verified)
-        await self.enforce_limits(client, {item.tenant_id for item in items})
-        stored = await self.store(body, items, ctx)
-        return self.answer(stored, items, ctx, client, started)
-
-    def check_tenant_path(self, tenant_id: str) -> None:
-        """UnknownTenant unless `tenant_id` (of /webhook/{tenant_id}) is configured."""
-        if self.directory.get(tenant_id) is None:
-            raise UnknownTenant
+        split = self.split(payload, ctx, verified, len(body))
+        await self.enforce_limits(client, {item.tenant_id for item in split.items})
+        stored = await self.store(body, split.entries, ctx)
+        return self.answer(stored, split, ctx, client, started)
 
     def admit_source(self, request: Request) -> IpAddress | None:
         """The client address (kept in request.state for the logs); SourceNotAllowed when
@@ -116,41 +125,29 @@ class WebhookReceiver:
         if content_type.split(";", 1)[0].strip().lower() not in _JSON_TYPES:
             raise UnsupportedMediaType
 
-    async def read_body(self, request: Request) -> bytes:
-        """The raw body, read within the deadline (BodyTimeout) and the cap (BodyTooLarge,
-        declared or streamed: a body is never read past the cap); BadContentLength if the
-        declared length is not a number."""
-        cap = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise BadContentLength
-            if int(declared) > cap:
-                raise BodyTooLarge(cap)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(self.config.body_timeout_s):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > cap:
-                        raise BodyTooLarge(cap)
-                    chunks.append(chunk)
-        except TimeoutError as exc:
-            raise BodyTimeout from exc
-        body = b"".join(chunks)
+    async def read_body(self, request: Request, hold: BodyHold | None = None) -> bytes:
+        """The raw body, read within the deadline (BodyTimeout), the cap (BodyTooLarge,
+        declared or streamed: a body is never read past the cap) and the replica's budget
+        of unverified bytes, charged to `hold` (Overloaded; without a hold, one released on
+        return); BadContentLength if the declared length is not a number."""
+        if hold is None:
+            with self.budget.hold() as own:
+                return await self.read_body(request, own)
+        config = self.config
+        body = await read_body(request, config.max_body_bytes, config.body_timeout_s, hold)
         self.metrics.body_bytes.observe(len(body))
         return body
 
     def verify(self, body: bytes, header: str | None, tenant_id: str | None) -> set[str]:
         """The ids of the tenants whose secret signed the body (only `tenant_id`'s secrets
-        when given); SignatureMissing or SignatureInvalid, each counted."""
+        when given, padded with decoys; none but decoys for an unknown tenant);
+        SignatureMissing or SignatureInvalid, each counted."""
         try:
             digest = parse_signature(header)
         except SignatureMissing:
             self.metrics.signature_failures.labels("missing" if not header else "malformed").inc()
             raise
-        candidates = self.all_secrets if tenant_id is None else self.directory.secrets(tenant_id)
+        candidates = self.candidates.for_path(tenant_id)
         matched = matching_secrets(digest, body, candidates)
         if not matched:
             self.metrics.signature_failures.labels("mismatch").inc()
@@ -158,17 +155,27 @@ class WebhookReceiver:
         return set().union(*(candidates[s] for s in matched))
 
     def parse(self, body: bytes) -> Any:
-        """The body parsed once; InvalidJson, or BodyOutOfBounds past the depth/array bounds."""
+        """The body parsed once; InvalidJson, or BodyOutOfBounds past the depth, array or
+        value-count bounds."""
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise InvalidJson from exc
-        check_bounds(payload, self.config.max_json_depth, self.config.max_json_array)
+        config = self.config
+        check_bounds(payload, config.max_json_depth, config.max_json_array, config.max_json_nodes)
         return payload
 
-    def split(self, payload: Any, ctx: DeliveryContext, verified: set[str]) -> list[InboxItem]:
-        """The delivery's items, each of a tenant in `verified`; NotAWebhook,
-        UnknownBusinessNumber, or SignatureInvalid when the body names another tenant."""
+    def split(
+        self,
+        payload: Any,
+        ctx: DeliveryContext,
+        verified: set[str],
+        body_bytes: int | None = None,
+    ) -> Split:
+        """The delivery's items, each of a tenant in `verified`, and the changes of numbers
+        nobody owns held aside; NotAWebhook, SignatureInvalid when the body names another
+        tenant, TooManyItems or DeliveryTooLarge past the limits (the stored size relative
+        to `body_bytes`, by default the payload's compact size)."""
         directory, failures = self.directory, self.metrics.signature_failures
 
         def resolve(phone_number_id: str | None, waba_id: str | None) -> str | None:
@@ -180,12 +187,15 @@ class WebhookReceiver:
                 raise SignatureInvalid
             return tenant.id
 
+        size = len(orjson.dumps(payload)) if body_bytes is None else body_bytes
         try:
-            return split_delivery(payload, ctx, resolve)
+            return split_signed(payload, ctx, resolve, self.limits, size)
         except EnvelopeError as exc:
             raise NotAWebhook(str(exc)) from exc
-        except UnknownNumberError as exc:
-            raise UnknownBusinessNumber(str(exc)) from exc
+        except TooManyItemsError as exc:
+            raise TooManyItems(str(exc)) from exc
+        except DeliveryTooLargeError as exc:
+            raise DeliveryTooLarge(str(exc)) from exc
 
     async def enforce_limits(self, client: IpAddress | None, tenants: set[str]) -> None:
         """Count the request against its address and each tenant; RateLimited when over."""
@@ -222,12 +232,13 @@ class WebhookReceiver:
     def answer(
         self,
         stored: bool,
-        items: list[InboxItem],
+        split: Split,
         ctx: DeliveryContext,
         client: IpAddress | None,
         started: float,
     ) -> JSONResponse:
-        """The 200, counted: `accepted` with the delivery id and item count, or `duplicate`."""
+        """The 200, counted: `accepted` with the delivery id, the item count and (when some
+        were kept aside) the unowned count, or `duplicate`."""
         elapsed = time.perf_counter() - started
         if not stored:
             self.metrics.duplicates.inc()
@@ -235,12 +246,34 @@ class WebhookReceiver:
             log.debug("webhook_duplicate", source=mask_address(client))
             return JSONResponse({"status": "duplicate", "items": 0})
         self.metrics.observe_request("accepted", elapsed)
-        for item in items:
+        for item in split.items:
             self.metrics.items.labels(item.kind).inc()
-        log.debug("webhook_accepted", delivery_id=ctx.delivery_id, items=len(items))
-        return JSONResponse(
-            {"status": "accepted", "delivery_id": ctx.delivery_id, "items": len(items)}
-        )
+        reply: dict[str, Any] = {
+            "status": "accepted",
+            "delivery_id": ctx.delivery_id,
+            "items": len(split.items),
+        }
+        if split.held:
+            reply["unowned"] = self.report_unowned(split.held)
+        log.debug("webhook_accepted", delivery_id=ctx.delivery_id, items=len(split.items))
+        return JSONResponse(reply)
+
+    def report_unowned(self, held: list[InboxItem]) -> int:
+        """Count and log (ids masked) the stored changes of numbers nobody owns; their items."""
+        total = 0
+        for entry in held:
+            items = count_items(entry.item)
+            total += items
+            log.warning(
+                "webhook_items_unowned",
+                delivery_id=entry.delivery_id,
+                phone_number_id=_masked(entry.phone_number_id),
+                waba_id=_masked(entry.waba_id),
+                field=entry.field,
+                items=items,
+            )
+        self.metrics.items.labels("unowned").inc(total)
+        return total
 
 
 def add_webhook_routes(app: FastAPI, receiver: WebhookReceiver) -> None:
@@ -255,6 +288,6 @@ def add_webhook_routes(app: FastAPI, receiver: WebhookReceiver) -> None:
 
     @app.post("/webhook/{tenant_id}", summary="Receive a delivery on a tenant's own path")
     async def receive_tenant(tenant_id: str, request: Request) -> JSONResponse:
-        """As POST /webhook, checked against this tenant's secrets only."""
-        receiver.check_tenant_path(tenant_id)
+        """As POST /webhook, checked against this tenant's secrets only (a tenant that is
+        not configured is answered like a wrong signature)."""
         return await receiver.receive(request, tenant_id)

@@ -90,12 +90,17 @@ class NotAWebhook(RequestRejected):
     status, code, default_message = 400, "not_a_whatsapp_webhook", "not a WhatsApp webhook"
 
 
-class UnknownBusinessNumber(RequestRejected):
-    """The body names a business number no tenant owns (and there is no default tenant)."""
+class TooManyItems(RequestRejected):
+    """The delivery holds more items than one delivery may (WA_MAX_ITEMS_PER_DELIVERY)."""
 
-    status = 403
-    code = "unknown_business_number"
-    default_message = "the business number is not configured for any tenant"
+    status, code, default_message = 413, "too_many_items", "the delivery holds too many items"
+
+
+class DeliveryTooLarge(RequestRejected):
+    """An item, or the whole delivery, would store more bytes than allowed: its items'
+    copies of shared parts (contact, metadata) would multiply the body."""
+
+    status, code, default_message = 413, "delivery_too_large", "the delivery would store too much"
 
 
 class RateLimited(RequestRejected):
@@ -113,10 +118,13 @@ class InboxUnavailable(RequestRejected):
     status, code, default_message = 503, "inbox_unavailable", "try again later"
 
 
-class UnknownTenant(RequestRejected):
-    """POST /webhook/{tenant_id} for a tenant that is not configured."""
+class Overloaded(RequestRejected):
+    """The replica already holds as many unverified body bytes as it may; Meta retries."""
 
-    status, code, default_message = 404, "unknown_tenant", "no such tenant"
+    status, code, default_message = 503, "overloaded", "too many bodies in flight, retry later"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 def error_response(

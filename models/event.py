@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.event_keys import routing_key
 from models.event_message import ErrorInfo, MessageData
 from models.event_status import StatusData
 from models.meta.fields import FieldEventData
@@ -155,5 +156,6 @@ class NormalizedEvent(_Frozen):
 
     @property
     def routing_key(self) -> str:
-        """`<tenant>.<category>.<type>`, the topic-exchange routing key."""
-        return f"{self.tenant_id}.{self.category}.{self.type}"
+        """`<tenant>.<category>.<type>`, the topic-exchange routing key, each segment made
+        safe and bounded (models/event_keys.py): exactly these values when they are."""
+        return routing_key(self.tenant_id, self.category, self.type)

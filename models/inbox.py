@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 ItemKind = Literal["message", "status", "error", "field"]
+HoldReason = Literal["unowned_number"]
+"""Why an entry was kept aside instead of being given to a shard (models/routing.py)."""
 
 
 class InboxItem(BaseModel):
@@ -38,6 +40,9 @@ class InboxItem(BaseModel):
     partition: int
     contact: dict[str, Any] | None = None
     item: Any
+    # Set on the entries of the unowned partition only: there `item` is the whole change
+    # ({"field", "value"}) of a business number nobody owns, stored once per change.
+    held: HoldReason | None = None
 
 
 class StoredItem(BaseModel):

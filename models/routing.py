@@ -30,3 +30,10 @@ def partition_of(key: str, partitions: int) -> int:
         raise ValueError("partitions must be >= 1")
     digest = hashlib.blake2b(key.encode(), digest_size=8, person=b"wa-part").digest()
     return int.from_bytes(digest, "big") % partitions
+
+
+UNOWNED_PARTITION = -1
+"""The inbox partition no shard reads: the changes of a signed delivery whose business number
+no tenant owns, kept aside in the same append as the delivery's other items (one entry per
+change, the raw change as Meta sent it) so that they can be replayed once the number is
+configured. Partitions read by shards are 0..WA_SHARDS-1."""

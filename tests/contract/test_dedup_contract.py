@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.ports import Inbox
-from adapters.redis_inbox import RedisInbox
-from tests.conftest import REDIS_URL
-from tests.support.configs import sqlite_inbox
+from tests.support.configs import redis_inbox, sqlite_inbox
 from tests.support.events import inbox_item as item
 from tests.support.events import store
 from tests.support.unreachable import UNWRITABLE_DB_KINDS, fails_transiently, unwritable_db_path
@@ -29,7 +27,7 @@ async def make_inbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         if request.param == "sqlite":
             made.append(sqlite_inbox(tmp_path / "inbox.db", window_s))
         else:
-            made.append(RedisInbox(REDIS_URL, request.getfixturevalue("redis_prefix"), window_s))
+            made.append(redis_inbox(request.getfixturevalue("redis_prefix"), window_s=window_s))
         return made[-1]
 
     yield factory
@@ -95,7 +93,7 @@ async def unreachable_inbox(request: pytest.FixtureRequest, tmp_path: Path) -> A
         inbox: Inbox = sqlite_inbox(path, 3600)
     else:
         port = request.getfixturevalue("closed_port")
-        inbox = RedisInbox(f"redis://127.0.0.1:{port}/0", "watest:unreachable:", 3600)
+        inbox = redis_inbox("watest:unreachable:", f"redis://127.0.0.1:{port}/0", 3600)
     yield inbox
     await inbox.close()
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from adapters.ports import Inbox
-from adapters.redis_inbox import RedisInbox
 from tests.conftest import REDIS_URL
 from tests.support.configs import redis_inbox, sqlite_inbox
 from tests.support.events import inbox_item as item
@@ -106,6 +107,82 @@ async def test_items_round_trip_unchanged(make_inbox: Factory) -> None:
     assert stored.item == original
 
 
+async def test_durability_reports_the_store_s_own_settings(make_inbox: Factory) -> None:
+    """What the store says about fsync and eviction, read from it (not from our config):
+    SQLite's synchronous level, Redis's appendonly as CONFIG GET reports it."""
+    report = await make_inbox().durability()
+    settings = dict(report.settings)
+    if report.store.startswith("sqlite"):
+        assert settings["synchronous"] in {"2", "3"}  # FULL or EXTRA: fsynced per commit
+        assert report.unsafe == report.unusable == ()
+    else:
+        assert report.store.startswith("redis ")
+        import redis.asyncio as aioredis
+
+        raw = aioredis.Redis.from_url(REDIS_URL)
+        appendonly = (await raw.config_get("appendonly"))["appendonly"]
+        await raw.aclose()
+        assert settings["appendonly"] == appendonly
+        assert any("appendonly is no" in u for u in report.unsafe) == (appendonly == "no")
+
+
+async def test_stats_count_committed_marks(make_inbox: Factory) -> None:
+    """stats() sees the marks a commit wrote (Redis: among the database's expiring keys)."""
+    inbox = make_inbox()
+    await store(inbox, [item(1)])
+    batch = await inbox.read(0, 10, 50)
+    await inbox.commit(0, [s.entry_id for s in batch], {"c1": 1}, seen=["i:a", "i:b", "i:c"])
+    stats = await inbox.stats()
+    assert stats.expiring_keys >= 3
+    assert stats.used_memory_bytes > 0
+
+
+@pytest.mark.redis
+async def test_redis_sequences_expire_after_their_ttl_of_silence(redis_prefix: str) -> None:
+    """A conversation's last sequence is its own key with the sequence TTL, renewed by each
+    commit: a conversation silent for longer starts again from none, so memory is bounded
+    by the conversations active within one TTL."""
+    inbox = redis_inbox(redis_prefix, window_s=WINDOW_S, sequence_ttl_s=1)
+    raw = aioredis_client()
+    try:
+        await inbox.commit(0, [], {"c1": 5, "c2": 1})
+        assert 0 < await raw.pttl(inbox.sequence_key("c1")) <= 1000
+        await asyncio.sleep(0.6)
+        await inbox.commit(0, [], {"c1": 6})  # renewed
+        await asyncio.sleep(0.6)
+        assert await inbox.sequences(["c1", "c2"]) == {"c1": 6}
+        await asyncio.sleep(0.6)
+        assert await inbox.sequences(["c1", "c2"]) == {}
+    finally:
+        await asyncio.gather(raw.aclose(), inbox.close())
+
+
+@pytest.mark.redis
+async def test_redis_reads_sequences_stored_before_issue_9_then_expires_them(
+    redis_prefix: str,
+) -> None:
+    """An upgrade keeps the numbering: sequences in the old hash `<prefix>seq` are read when
+    a conversation has no key of its own yet; the first commit gives the hash the TTL, so
+    it is gone once every conversation active since has its own key."""
+    raw = aioredis_client()
+    inbox = redis_inbox(redis_prefix, window_s=WINDOW_S, sequence_ttl_s=60)
+    try:
+        await raw.hset(f"{redis_prefix}seq", mapping={"c1": 41, "c2": 7})
+        assert await inbox.sequences(["c1", "c2", "c3"]) == {"c1": 41, "c2": 7}
+        await inbox.commit(0, [], {"c1": 42})
+        assert await inbox.sequences(["c1", "c2"]) == {"c1": 42, "c2": 7}
+        assert 0 < await raw.ttl(f"{redis_prefix}seq") <= 60
+    finally:
+        await asyncio.gather(raw.aclose(), inbox.close())
+
+
+def aioredis_client() -> Any:
+    """A raw client on the test Redis, to look behind the adapter."""
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(REDIS_URL)
+
+
 @pytest.mark.redis
 async def test_redis_recreates_a_lost_consumer_group_and_rereads(redis_prefix: str) -> None:
     """Redis lost the group (data loss / failover): the read fails once, then the group is
@@ -143,13 +220,13 @@ async def unreachable_inbox(request: pytest.FixtureRequest, tmp_path: Path) -> A
         inbox: Inbox = sqlite_inbox(path, WINDOW_S)
     elif kind == "redis-refused":
         port = request.getfixturevalue("closed_port")
-        inbox = RedisInbox(f"redis://127.0.0.1:{port}/0", "watest:unreachable:", WINDOW_S)
+        inbox = redis_inbox("watest:unreachable:", f"redis://127.0.0.1:{port}/0", WINDOW_S)
     else:
         # Timeouts in the URL take precedence over the adapter's (5 s connect, 10 s read).
         port = request.getfixturevalue("silent_port")
-        inbox = RedisInbox(
-            f"redis://127.0.0.1:{port}/0?socket_connect_timeout=0.2&socket_timeout=0.2",
+        inbox = redis_inbox(
             "watest:unreachable:",
+            f"redis://127.0.0.1:{port}/0?socket_connect_timeout=0.2&socket_timeout=0.2",
             WINDOW_S,
         )
     yield inbox
@@ -164,6 +241,8 @@ INBOX_CALLS: dict[str, Callable[[Inbox], Awaitable[object]]] = {
     "sequences": lambda inbox: inbox.sequences(["c1"]),
     "backlog": lambda inbox: inbox.backlog(0),
     "ping": lambda inbox: inbox.ping(),
+    "durability": lambda inbox: inbox.durability(),
+    "stats": lambda inbox: inbox.stats(),
 }
 
 

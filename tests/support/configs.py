@@ -14,6 +14,7 @@ from typing import Any
 from actors.shard import ShardConfig
 from adapters.local_rate_limit import LocalRateLimiter
 from adapters.rabbitmq import RabbitPublisher
+from adapters.redis_durability import WaitAof
 from adapters.redis_inbox import RedisInbox
 from adapters.redis_rate_limit import RedisRateLimiter
 from adapters.sqlite_inbox import SqliteInbox
@@ -49,9 +50,23 @@ def sqlite_inbox(path: Path, window_s: int | None = None) -> SqliteInbox:
     return SqliteInbox(path, defaults().dedup_window_s if window_s is None else window_s)
 
 
-def redis_inbox(prefix: str, url: str = REDIS_URL, window_s: int | None = None) -> RedisInbox:
-    """A Redis inbox under `prefix` (dedup window from Settings unless given)."""
-    return RedisInbox(url, prefix, defaults().dedup_window_s if window_s is None else window_s)
+def redis_inbox(
+    prefix: str,
+    url: str = REDIS_URL,
+    window_s: int | None = None,
+    sequence_ttl_s: int | None = None,
+    waitaof: WaitAof | None = None,
+) -> RedisInbox:
+    """A Redis inbox under `prefix` (window and sequence TTL from Settings unless given;
+    no WAITAOF, the default, unless given)."""
+    settings = defaults()
+    return RedisInbox(
+        url,
+        prefix,
+        settings.dedup_window_s if window_s is None else window_s,
+        sequence_ttl_s=settings.redis_sequence_ttl_s if sequence_ttl_s is None else sequence_ttl_s,
+        waitaof=waitaof,
+    )
 
 
 def rabbit_publisher(exchange: str, url: str = RABBITMQ_URL) -> RabbitPublisher:

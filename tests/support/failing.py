@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 from adapters.errors import TransientError
-from adapters.ports import Delivery, Inbox
+from adapters.ports import Delivery, Inbox, InboxDurability, InboxStats
 from models.event import NormalizedEvent
 from models.inbox import StoredItem
 
@@ -72,6 +72,16 @@ class FailingInbox:
         """TransientError while down."""
         self._check()
         await self.inner.ping()
+
+    async def durability(self) -> InboxDurability:
+        """Refused while down."""
+        self._check()
+        return await self.inner.durability()
+
+    async def stats(self) -> InboxStats:
+        """Refused while down."""
+        self._check()
+        return await self.inner.stats()
 
     async def close(self) -> None:
         """Closes the inner inbox (down or not)."""

@@ -88,6 +88,23 @@ async def unknown_tenant_path(stack: Stack) -> httpx.Response:
     return await post_signed(stack, body(), SECRET, path="/webhook/nobody")
 
 
+async def unknown_tenant_path_from_stranger(stack: Stack) -> httpx.Response:
+    return await post_signed(stack, body(), SECRET, path="/webhook/nobody", peer="198.51.100.7")
+
+
+def many_items(count: int, per_change: int = 1_000) -> bytes:
+    """`count` minimal statuses in changes of at most `per_change` (the stack's array bound)."""
+    sizes = [min(per_change, count - start) for start in range(0, count, per_change)]
+    return orjson.dumps(envelope(*(("messages", {"statuses": [{}] * size}) for size in sizes)))
+
+
+def shared_contact(messages: int, name_bytes: int) -> bytes:
+    """One contact with a `name_bytes` name shared by `messages` tiny messages."""
+    contact = {"profile": {"name": "x" * name_bytes}, "wa_id": "16505550123"}
+    tiny = [{"from": "16505550123", "id": f"m{n}"} for n in range(messages)]
+    return orjson.dumps(envelope(("messages", messages_value(tiny, contacts=[contact]))))
+
+
 async def deliver_once(stack: Stack) -> httpx.Response:
     response = await post_signed(stack, body())
     assert response.status_code == 200, response.text
@@ -281,7 +298,14 @@ CASES: list[Case] = [
         403,
         "signature_mismatch",
     ),
-    Case("unknown_tenant_path", "forged", unknown_tenant_path, 404, "unknown_tenant"),
+    Case("unknown_tenant_path", "forged", unknown_tenant_path, 403, "signature_mismatch"),
+    Case(
+        "unknown_tenant_path_from_stranger",
+        "spoofed",
+        unknown_tenant_path_from_stranger,
+        403,
+        "source_not_allowed",
+    ),
     Case("same_body_again", "replayed", same_body_again, 200, "duplicate", deliver_once),
     Case(
         "same_body_tenant_path",
@@ -322,6 +346,14 @@ CASES: list[Case] = [
     Case("nested_too_deep", "oversized", signed_raw(deep(40)), 400, "body_out_of_bounds"),
     Case("array_too_long", "oversized", signed_raw(long_array(5_000)), 400, "body_out_of_bounds"),
     Case("slow_body", "oversized", slow_body, 408, "request_timeout"),
+    Case("too_many_items", "oversized", signed_raw(many_items(5_001)), 413, "too_many_items"),
+    Case(
+        "shared_contact_amplified",
+        "oversized",
+        signed_raw(shared_contact(1_000, 20_000)),
+        413,
+        "delivery_too_large",
+    ),
     Case("invalid_json", "malformed", signed_raw(b"{not json"), 400, "invalid_json"),
     Case("invalid_utf8", "malformed", signed_raw(b'{"entry": "\xff\xfe"}'), 400, "invalid_json"),
     Case("nan_literal", "malformed", signed_raw(b'{"entry": NaN}'), 400, "invalid_json"),

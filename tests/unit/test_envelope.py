@@ -6,14 +6,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from models.envelope import (
     DeliveryContext,
     EnvelopeError,
     UnknownNumberError,
-    customer_of,
     split_delivery,
 )
+from models.parties import customer_of
 from tests.support.bodies import (
     PHONE_ID,
     envelope,
@@ -127,3 +129,54 @@ def test_a_number_nobody_owns_is_refused() -> None:
     """The resolver returning None means no tenant owns the number (answered 403)."""
     with pytest.raises(UnknownNumberError):
         split_delivery(two_customers_and_a_status(), CTX, lambda p, w: None)
+
+
+def _scanned_contact(kind: Any, contacts: Any, item: Any) -> Any:
+    """The contact matching as it was before the index (a scan of contacts[] per item)."""
+    if not isinstance(contacts, list) or not isinstance(item, dict):
+        return None
+    keys = ("from", "from_user_id") if kind == "message" else ("recipient_id", "recipient_user_id")
+
+    def text(value: Any) -> str | None:
+        return None if value is None or isinstance(value, dict | list) else str(value)
+
+    ids = {text(item.get(key)) for key in keys} - {None, ""}
+    candidates = [c for c in contacts if isinstance(c, dict)]
+    for contact in candidates:
+        if {text(contact.get("wa_id")), text(contact.get("user_id"))} & ids:
+            return contact
+    if kind == "message" and len(candidates) == 1:
+        return candidates[0]
+    return None
+
+
+_ids = st.none() | st.sampled_from(["", "1", "2", "3", "US.1"]) | st.integers(1, 3)
+_contacts = st.lists(
+    st.fixed_dictionaries({}, optional={"wa_id": _ids, "user_id": _ids, "n": st.integers()})
+    | st.integers(),
+    max_size=5,
+)
+_parties = st.fixed_dictionaries(
+    {},
+    optional={
+        "from": _ids,
+        "from_user_id": _ids,
+        "recipient_id": _ids,
+        "recipient_user_id": _ids,
+    },
+)
+
+
+@given(_contacts, st.lists(_parties, max_size=4), st.lists(_parties, max_size=4))
+def test_each_item_gets_the_contact_a_scan_would_have_found(
+    contacts: list[Any], messages: list[Any], statuses: list[Any]
+) -> None:
+    """The per-change index finds, for every message and status, the same contact (each is
+    tagged with its position) as scanning contacts[] in order: the first match on wa_id /
+    user_id, else a message's only contact."""
+    contacts = [{**c, "pos": n} if isinstance(c, dict) else c for n, c in enumerate(contacts)]
+    value = {"contacts": contacts, "messages": messages, "statuses": statuses}
+    items = split_delivery(envelope(("messages", value)), CTX, everyone_is_acme)
+    expected = [_scanned_contact("message", contacts, m) for m in messages]
+    expected += [_scanned_contact("status", contacts, s) for s in statuses]
+    assert [i.contact for i in items if i.kind != "field"] == expected

@@ -95,14 +95,15 @@ async def test_signed_with_another_tenants_secret_is_refused(tmp_path: Path) -> 
         assert (await client.post("/webhook", content=raw, headers=headers)).status_code == 200
 
 
-async def test_an_unowned_number_is_refused_when_there_is_no_default(tmp_path: Path) -> None:
-    """Without a default tenant, a number nobody claims is 403 unknown_business_number."""
+async def test_an_unowned_number_is_kept_aside_when_there_is_no_default(tmp_path: Path) -> None:
+    """Without a default tenant, the changes of a number nobody claims are kept aside (the
+    signature is valid): 200, nothing for the shards (tests/unit/test_unowned_numbers.py)."""
     tenants = [tenant("a", phone_ids=("111",), default=False)]
     raw, headers = signed(two_customers_and_a_status())
     async with ingress_client(tmp_path, tenants) as (client, inbox):
         response = await client.post("/webhook", content=raw, headers=headers)
-        assert response.json()["error"]["code"] == "unknown_business_number"
-        assert response.status_code == 403
+        assert response.status_code == 200
+        assert (response.json()["items"], response.json()["unowned"]) == (0, 3)
         assert await stored_count(inbox) == 0
 
 
@@ -119,12 +120,13 @@ async def test_rotation_accepts_the_old_and_the_new_secret(tmp_path: Path) -> No
 
 
 async def test_per_tenant_path_checks_only_that_tenants_secret(tmp_path: Path) -> None:
-    """POST /webhook/{tenant}: the other tenant's secret does not verify; unknown tenant 404."""
+    """POST /webhook/{tenant}: the other tenant's secret does not verify; an unknown tenant
+    fails the same way (403, tests/unit/test_tenant_path_enumeration.py)."""
     tenants = [tenant("a", ("secret-a",)), tenant("b", ("secret-b",), default=False, verify="x")]
     raw, headers = signed(two_customers_and_a_status(), "secret-b")
     async with ingress_client(tmp_path, tenants) as (client, _):
         assert (await client.post("/webhook/a", content=raw, headers=headers)).status_code == 403
-        assert (await client.post("/webhook/zzz", content=raw, headers=headers)).status_code == 404
+        assert (await client.post("/webhook/zzz", content=raw, headers=headers)).status_code == 403
         raw, headers = signed(two_customers_and_a_status(), "secret-a")
         assert (await client.post("/webhook/a", content=raw, headers=headers)).status_code == 200
 

@@ -20,14 +20,14 @@ TABLE: list[tuple[type[RequestRejected], int, str, str]] = [
     (rejection.InvalidJson, 400, "invalid_json", "body is not valid JSON"),
     (rejection.BodyOutOfBounds, 400, "body_out_of_bounds", "the body is out of bounds"),
     (rejection.NotAWebhook, 400, "not_a_whatsapp_webhook", "not a WhatsApp webhook"),
+    (rejection.TooManyItems, 413, "too_many_items", "the delivery holds too many items"),
     (
-        rejection.UnknownBusinessNumber,
-        403,
-        "unknown_business_number",
-        "the business number is not configured for any tenant",
+        rejection.DeliveryTooLarge,
+        413,
+        "delivery_too_large",
+        "the delivery would store too much",
     ),
     (rejection.InboxUnavailable, 503, "inbox_unavailable", "try again later"),
-    (rejection.UnknownTenant, 404, "unknown_tenant", "no such tenant"),
 ]
 
 
@@ -80,9 +80,24 @@ def test_rate_limited_carries_retry_after_in_whole_seconds(retry_after: float, h
     assert raised.headers == {"Retry-After": header}
 
 
+def test_overloaded_asks_meta_to_retry_in_a_second() -> None:
+    """503 overloaded with Retry-After 1 (past the replica's budget of unverified bytes)."""
+    raised = rejection.Overloaded()
+    assert (raised.status, raised.code, raised.message, raised.headers) == (
+        503,
+        "overloaded",
+        "too many bodies in flight, retry later",
+        {"Retry-After": "1"},
+    )
+
+
 def test_every_rejection_is_in_the_table() -> None:
     """A new rejection gets its row here (the table is the contract of the error answers)."""
-    tabled = {row[0] for row in TABLE} | {rejection.BodyTooLarge, rejection.RateLimited}
+    tabled = {row[0] for row in TABLE} | {
+        rejection.BodyTooLarge,
+        rejection.RateLimited,
+        rejection.Overloaded,
+    }
     assert set(_family(RequestRejected)) == tabled
 
 

@@ -119,6 +119,10 @@ def test_production_turns_the_allowlist_on_and_refuses_it_empty() -> None:
         {"allowed_cidrs": "300.1.1.0/24"},
         {"max_item_age_s": 8 * 86400},
         {"rate_limit_per_ip": 0},
+        {"max_unverified_bytes": 1024},
+        {"max_item_bytes": 4 * 1024 * 1024},
+        {"max_json_depth": 300},
+        {"max_items_per_delivery": 0},
     ],
 )
 def test_unsafe_security_settings_refuse_to_start(kw: dict[str, object]) -> None:

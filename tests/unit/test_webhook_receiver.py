@@ -31,8 +31,6 @@ from ingress.rejection import (
     SignatureInvalid,
     SignatureMissing,
     SourceNotAllowed,
-    UnknownBusinessNumber,
-    UnknownTenant,
     UnsupportedMediaType,
 )
 from ingress.signature import sign
@@ -234,11 +232,16 @@ def test_the_tenant_path_checks_only_that_tenants_secrets(built: Built) -> None:
         built.receiver.verify(b"{}", sign(b"secret-b", b"{}"), "a")
 
 
-def test_an_unknown_tenant_path_is_404(built: Built) -> None:
-    """/webhook/zzz: UnknownTenant; a configured tenant passes."""
-    built.receiver.check_tenant_path("a")
-    with pytest.raises(UnknownTenant):
-        built.receiver.check_tenant_path("zzz")
+def test_an_unknown_tenant_path_fails_like_a_wrong_signature(built: Built) -> None:
+    """/webhook/zzz: SignatureInvalid counted as a mismatch, whatever secret signed, after
+    as many HMACs as any tenant's path (decoys pad every tenant to the widest)."""
+    raw = b"{}"
+    for secret in (SECRET, "secret-b"):
+        with pytest.raises(SignatureInvalid):
+            built.receiver.verify(raw, sign(secret.encode(), raw), "zzz")
+    assert built.count("wa_webhook_signature_failures_total", reason="mismatch") == 2
+    widths = {len(built.receiver.candidates.for_path(t)) for t in ("a", "b", "zzz")}
+    assert widths == {built.receiver.candidates.width} == {1}
 
 
 # --- parse and split -----------------------------------------------------------------------
@@ -268,7 +271,7 @@ def test_parse_refuses_garbage_and_out_of_bounds_shapes(
 
 def test_split_returns_one_item_per_message_and_status(built: Built) -> None:
     """Two customers and a status of the default tenant: three items of tenant a."""
-    items = built.receiver.split(two_customers_and_a_status(), context(), {"a"})
+    items = built.receiver.split(two_customers_and_a_status(), context(), {"a"}).items
     assert [i.kind for i in items] == ["message", "message", "status"]
     assert {i.tenant_id for i in items} == {"a"}
 
@@ -286,14 +289,21 @@ def test_split_refuses_a_number_of_a_tenant_that_did_not_sign(built: Built) -> N
     assert built.count("wa_webhook_signature_failures_total", reason="tenant_mismatch") == 1
 
 
-async def test_split_refuses_an_unowned_number_without_a_default_tenant(tmp_path: Path) -> None:
-    """No default tenant and nobody owns the number: UnknownBusinessNumber (403)."""
+async def test_split_holds_an_unowned_number_without_a_default_tenant(tmp_path: Path) -> None:
+    """No default tenant and nobody owns the number: no item for the shards, the change
+    held whole in the unowned partition."""
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     directory = TenantDirectory([tenant("b", phone_ids=("222",), default=False)])
     receiver = WebhookReceiver(CONFIG, directory, AppendBatcher(inbox), IngressMetrics())
-    with pytest.raises(UnknownBusinessNumber) as refused:
-        receiver.split(body_for("333"), context(), {"b"})
-    assert (refused.value.status, refused.value.code) == (403, "unknown_business_number")
+    body = body_for("333")
+    split = receiver.split(body, context(), {"b"})
+    assert (split.items, split.held_items) == ([], 1)
+    [held] = split.held
+    assert (held.partition, held.held, held.item) == (
+        -1,
+        "unowned_number",
+        body["entry"][0]["changes"][0],
+    )
     await inbox.close()
 
 
@@ -346,7 +356,7 @@ async def test_without_a_limiter_nothing_is_limited(tmp_path: Path) -> None:
 async def test_store_appends_once_per_body(built: Built) -> None:
     """True when stored, False for the same body again; the append time is observed."""
     raw = orjson.dumps(two_customers_and_a_status())
-    items = built.receiver.split(orjson.loads(raw), context(), {"a"})
+    items = built.receiver.split(orjson.loads(raw), context(), {"a"}).items
     assert await built.receiver.store(raw, items, context()) is True
     assert await built.receiver.store(raw, items, context()) is False
     assert built.count("wa_inbox_append_duration_seconds_count") == 2
@@ -358,7 +368,7 @@ async def test_store_on_a_failing_inbox_is_503_and_marks_nothing(tmp_path: Path)
     inbox = FailingInbox(store)
     failing = Built(inbox, None)
     raw = orjson.dumps(two_customers_and_a_status())
-    items = failing.receiver.split(orjson.loads(raw), context(), {"a"})
+    items = failing.receiver.split(orjson.loads(raw), context(), {"a"}).items
     with pytest.raises(InboxUnavailable) as refused:
         await failing.receiver.store(raw, items, context())
     assert (refused.value.status, refused.value.code) == (503, "inbox_unavailable")
@@ -370,8 +380,8 @@ async def test_store_on_a_failing_inbox_is_503_and_marks_nothing(tmp_path: Path)
 
 def test_answer_accepted_counts_the_items_by_kind(built: Built) -> None:
     """accepted: the delivery id and item count; items counted by kind."""
-    items = built.receiver.split(two_customers_and_a_status(), context(), {"a"})
-    reply = built.receiver.answer(True, items, context(), None, 0.0)
+    split = built.receiver.split(two_customers_and_a_status(), context(), {"a"})
+    reply = built.receiver.answer(True, split, context(), None, 0.0)
     assert orjson.loads(reply.body) == {
         "status": "accepted",
         "delivery_id": "delivery-1",
@@ -383,8 +393,8 @@ def test_answer_accepted_counts_the_items_by_kind(built: Built) -> None:
 
 def test_answer_duplicate_is_200_with_no_items(built: Built) -> None:
     """duplicate: 200, items 0, counted as a duplicate delivery."""
-    items = built.receiver.split(two_customers_and_a_status(), context(), {"a"})
-    reply = built.receiver.answer(False, items, context(), None, 0.0)
+    split = built.receiver.split(two_customers_and_a_status(), context(), {"a"})
+    reply = built.receiver.answer(False, split, context(), None, 0.0)
     assert (reply.status_code, orjson.loads(reply.body)) == (
         200,
         {"status": "duplicate", "items": 0},

@@ -1,0 +1,72 @@
+"""The shard's batch bounds and poison handling on the production adapters: RedisInbox
+(which reports every pending entry as delivered twice) and RabbitPublisher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aio_pika
+import orjson
+import pytest
+
+from actors.shard import ConversationShard
+from actors.shard_metrics import ShardStats
+from adapters.outbox import OutboxPublisher, read_outbox
+from tests.conftest import RABBITMQ_URL
+from tests.support.configs import rabbit_publisher, redis_inbox, shard_config, sqlite_inbox
+from tests.support.events import inbox_item, store
+from tests.support.shards import POISON, drain, flow_reply
+
+
+@pytest.mark.redis
+async def test_redis_pending_entries_are_retried_in_batches_growing_from_one(
+    redis_prefix: str, tmp_path: Path
+) -> None:
+    """A crashed reader's ten pending entries: its successor takes 1, 2, 4, 3, in order."""
+    crashed = redis_inbox(redis_prefix)
+    await store(crashed, [inbox_item(n) for n in range(1, 11)])
+    assert len(await crashed.read(0, 100, 10)) == 10  # read, never committed
+    await crashed.close()
+    inbox = redis_inbox(redis_prefix)
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    shard = ConversationShard(shard_config(block_ms=10), inbox, outbox, ShardStats())
+    assert await drain(shard) == [1, 2, 4, 3]
+    events = [row["event"]["event_id"] for row in read_outbox(tmp_path / "outbox.db")]
+    assert events == [f"wamid.{n}" for n in range(1, 11)]
+    assert await inbox.backlog(0) == 0
+    await inbox.close()
+    await outbox.close()
+
+
+@pytest.mark.rabbitmq
+async def test_poison_items_reach_rabbitmq_as_unsupported_in_their_places(
+    exchange_name: str, tmp_path: Path
+) -> None:
+    """Every poison between good items: one batch, every event confirmed by the broker
+    in order, each poison as `unsupported`."""
+    publisher = rabbit_publisher(exchange_name)
+    await publisher.ping()
+    connection = await aio_pika.connect(RABBITMQ_URL)
+    channel = await connection.channel()
+    queue = await channel.declare_queue(exclusive=True)
+    await queue.bind(exchange_name, routing_key="#")
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    poisons = list(POISON.values())
+    items = [inbox_item(1)] + [flow_reply(n, p) for n, p in enumerate(poisons, start=2)]
+    await store(inbox, items)
+    config = shard_config(block_ms=10, max_item_age_s=None)
+    assert await ConversationShard(config, inbox, publisher, ShardStats()).run_once() == len(items)
+    got: list[tuple[str, str]] = []
+    async with queue.iterator(timeout=5) as messages:
+        async for message in messages:
+            async with message.process():
+                body = orjson.loads(message.body)
+                got.append((body["event_id"], body["category"]))
+            if len(got) == len(items):
+                break
+    assert got == [("wamid.1", "message")] + [
+        (f"wamid.{n}", "unsupported") for n in range(2, len(items) + 1)
+    ]
+    await inbox.close()
+    await publisher.close()
+    await connection.close()
