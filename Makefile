@@ -47,6 +47,7 @@ unit: $(STAMP)
 bench: $(STAMP) services
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m loadtest bench
+	$(PY) -m tests.bench.redis_waitaof  # what WAITAOF costs an append (docs/redis.md)
 
 ## docker-check: hadolint on the Dockerfile, `docker-compose config` on the stack (where
 ## docker-compose is installed; `make services` installs it)
