@@ -140,11 +140,15 @@ def normalize(item: InboxItem) -> EventDraft:
     Never raises for any item content: what does not fit becomes category `unsupported`
     with the validation issues; an item on which a handler raises anything else (a
     poison item: e.g. a `response_json` nested too deep for the JSON decoder, which
-    raises RecursionError, not ValueError) becomes `unsupported` with that error.
+    raises RecursionError, not ValueError, and does so every time) becomes `unsupported`
+    with that error. MemoryError is raised: it says nothing about the item, and the shard
+    retries the batch.
     """
     try:
         return EventDraft(item, HANDLERS[item.kind](item))
     except ValidationError as exc:
         return EventDraft(item, unsupported_parts(item, validation_issues(exc)))
+    except MemoryError:
+        raise
     except Exception as exc:  # noqa: BLE001 -- a poison item must not stop its partition
         return EventDraft(item, failed_parts(item, "normalize", exc))

@@ -18,9 +18,11 @@ is published with category `replay` instead of its own (routing key
 
 Poison items. A step that fails on one item (normalize, number, an event the publisher
 rejects) yields an `unsupported` event in its place (actors/unsupported.py) and the batch
-commits; only a store or broker outage keeps the batch in hand. A partition that has not
-advanced for `stall_after_s` while entries wait is reported (actors/shard_stall.py).
-Batches are bounded by count and bytes, and small after a crash (actors/shard_batches.py).
+commits; only a store or broker outage, or a MemoryError (memory pressure is no item's
+fault), keeps the batch in hand. Metrics calls cannot fail the loop (GuardedMetrics). A
+partition that has not advanced for `stall_after_s` while entries wait is reported
+(actors/shard_stall.py). Reads and batches are bounded by count and bytes, and start
+small in a new process and after a crash (actors/shard_batches.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from actors.shard_publish import FailureLog, publish_replacing
 from actors.shard_stall import StallWatch
 from actors.unsupported import REPLAY_CATEGORY, failed_event
 from adapters.errors import AdapterError
-from adapters.ports import Inbox, Publisher
+from adapters.ports import Inbox, InboxStats, Publisher
 from models.dedup import item_key
 from models.event import NormalizedEvent
 from models.event_keys import short_string
@@ -64,6 +66,75 @@ class ShardConfig:
     # entry goes alone); pending this long with no commit is a stall (ShardStatus).
     max_batch_bytes: int
     stall_after_s: float
+
+
+class GuardedMetrics:
+    """The ShardMetrics port, unable to raise: a call that fails is logged (the first, the
+    second, the fourth, ... failure of each call, with its traceback) and returns.
+
+    The port's calls sit between the loop's data steps (after a read, before a commit);
+    one raising there would drop the entries just read from this process or fail a batch
+    that succeeded. A metric is worth less than the data it describes.
+    """
+
+    def __init__(self, inner: ShardMetrics, partition: int) -> None:
+        self._inner = inner
+        self._partition = partition
+        self._failures: dict[str, int] = {}
+
+    def _call(self, name: str, *args: object) -> None:
+        try:
+            getattr(self._inner, name)(*args)
+        except Exception:  # logged just below: a metrics failure must not reach the data path
+            failures = self._failures[name] = self._failures.get(name, 0) + 1
+            if failures & (failures - 1) == 0:  # a power of two: bounded logging
+                log.exception(
+                    "shard_metrics_failed", partition=self._partition, call=name, times=failures
+                )
+
+    def batch_committed(self, size: int, seconds: float, publish_seconds: float | None) -> None:
+        """See ShardMetrics."""
+        self._call("batch_committed", size, seconds, publish_seconds)
+
+    def entries_redelivered(self, count: int) -> None:
+        """See ShardMetrics."""
+        self._call("entries_redelivered", count)
+
+    def publish_failed(self) -> None:
+        """See ShardMetrics."""
+        self._call("publish_failed")
+
+    def duplicates_skipped(self, count: int) -> None:
+        """See ShardMetrics."""
+        self._call("duplicates_skipped", count)
+
+    def replays_quarantined(self, count: int) -> None:
+        """See ShardMetrics."""
+        self._call("replays_quarantined", count)
+
+    def loop_failed(self, error: str) -> None:
+        """See ShardMetrics."""
+        self._call("loop_failed", error)
+
+    def backlog_measured(self, entries: int) -> None:
+        """See ShardMetrics."""
+        self._call("backlog_measured", entries)
+
+    def items_failed(self, step: str, count: int) -> None:
+        """See ShardMetrics."""
+        self._call("items_failed", step, count)
+
+    def events_rejected(self, count: int) -> None:
+        """See ShardMetrics."""
+        self._call("events_rejected", count)
+
+    def stall_measured(self, seconds: float) -> None:
+        """See ShardMetrics."""
+        self._call("stall_measured", seconds)
+
+    def store_measured(self, stats: InboxStats) -> None:
+        """See ShardMetrics."""
+        self._call("store_measured", stats)
 
 
 @dataclass(slots=True)
@@ -95,8 +166,9 @@ class _Numbered:
 class ConversationShard:
     """The shard's logic, testable without Ray: read, normalize, publish, commit.
 
-    Reports what happens to `metrics` as it happens (in-memory counters by default);
-    `clock` (monotonic seconds) times the stall.
+    Reports what happens to `metrics` as it happens (in-memory counters by default),
+    through GuardedMetrics: a metrics call that raises is logged, never raised into the
+    loop's data handling. `clock` (monotonic seconds) times the stall.
     """
 
     def __init__(
@@ -110,7 +182,9 @@ class ConversationShard:
         self.config = config
         self._inbox = inbox
         self._publisher = publisher
-        self._metrics: ShardMetrics = ShardStats() if metrics is None else metrics
+        self._metrics: ShardMetrics = GuardedMetrics(
+            ShardStats() if metrics is None else metrics, config.partition
+        )
         self._sequences: dict[str, int] = {}
         self._stopping = asyncio.Event()
         self._batch: _Batch | None = None
@@ -147,8 +221,9 @@ class ConversationShard:
             try:
                 done = await self.run_once()
                 backoff = 0.05
-                # Linger only when the read came back short: entries still held go next.
-                partial = 0 < done < self.config.batch_size and not self._cutter.holding
+                # Linger only when the read came back short (not when a slow-start read
+                # came back full): entries still held go next.
+                partial = done > 0 and self._cutter.read_short and not self._cutter.holding
                 if partial and linger > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=linger)
@@ -176,6 +251,9 @@ class ConversationShard:
                 self._metrics.backlog_measured(entries)
                 self.backlog_seen(entries)
             self._metrics.stall_measured(self._stall.seconds())
+            if self.config.partition == 0:  # the store is shared: one shard reports it
+                with contextlib.suppress(Exception):
+                    self._metrics.store_measured(await self._inbox.stats())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=every_s)
 
@@ -217,13 +295,15 @@ class ConversationShard:
             stored = await self._inbox.read(
                 self.config.partition, self._cutter.read_count(), self.config.block_ms
             )
+            # Held before anything else: an entry read and not held would be lost to this
+            # process (each is handed over once per process) and later ones go first.
+            self._cutter.hold(stored)
             if not stored:
                 return []
+            self._stall.pending()
             redelivered = sum(1 for s in stored if s.deliveries > 1)
             if redelivered:
                 self._metrics.entries_redelivered(redelivered)
-            self._cutter.hold(stored)
-            self._stall.pending()
         return self._cutter.take()
 
     async def _publish(self, batch: _Batch, clock: Callable[[], float]) -> None:
@@ -280,6 +360,8 @@ class ConversationShard:
         try:
             replay = self._too_old(draft)
             event = draft.stamp(sequence, REPLAY_CATEGORY if replay else None)
+        except MemoryError:
+            raise  # memory pressure, not a poison item: the batch is retried
         except Exception as exc:  # noqa: BLE001 -- a poison item must not stop its partition
             self._log(draft.item, draft.event_id, "stamp", exc)
             self._metrics.items_failed("stamp", 1)

@@ -12,7 +12,7 @@ from ray.util import metrics
 
 from actors.shard import ConversationShard, ShardConfig
 from actors.shard_metrics import ShardStats
-from adapters.ports import Inbox, Publisher
+from adapters.ports import Inbox, InboxStats, Publisher
 
 ShardDepsFactory = Callable[[], tuple[Inbox, Publisher]]
 
@@ -111,6 +111,20 @@ class RayShardMetrics:
             description="Events the publisher can never publish, published again as unsupported.",
             tag_keys=keys,
         )
+        # The store is shared by every partition: reported by partition 0's shard alone.
+        self._store_keys = metrics.Gauge(
+            "wa_inbox_expiring_keys",
+            description="Keys with a TTL in the state store: the dedup marks plus sequence "
+            "and rate-limit keys, an upper bound on the marks (docs/redis.md sizes them).",
+        )
+        self._store_memory = metrics.Gauge(
+            "wa_inbox_store_memory_bytes",
+            description="Memory the state store uses (Redis used_memory; the SQLite file).",
+        )
+        self._store_max_memory = metrics.Gauge(
+            "wa_inbox_store_max_memory_bytes",
+            description="The state store's memory limit (Redis maxmemory; 0: none).",
+        )
         tags = {"partition": str(partition)}
         for metric in (
             self._batch_size,
@@ -181,6 +195,13 @@ class RayShardMetrics:
         """Set the stall gauge."""
         self.stats.stall_measured(seconds)
         self._stalled.set(seconds)
+
+    def store_measured(self, stats: InboxStats) -> None:
+        """Set the store gauges."""
+        self.stats.store_measured(stats)
+        self._store_keys.set(stats.expiring_keys)
+        self._store_memory.set(stats.used_memory_bytes)
+        self._store_max_memory.set(stats.max_memory_bytes or 0)
 
 
 @ray.remote(  # type: ignore[call-overload]  # Ray's stubs omit actor-only options

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from adapters.ports import InboxStats
+
 _KEPT_ERRORS = 10
 
 
@@ -62,6 +64,10 @@ class ShardMetrics(Protocol):
         """The partition has not advanced for `seconds` while entries wait (0: not stalled)."""
         ...
 
+    def store_measured(self, stats: InboxStats) -> None:
+        """The state store's dedup marks (an upper bound: every expiring key) and memory."""
+        ...
+
 
 @dataclass(slots=True)
 class ShardStats:
@@ -82,6 +88,7 @@ class ShardStats:
     item_failures: int = 0
     rejected: int = 0
     stalled_s: float = 0.0
+    store: InboxStats | None = None  # the last store measurement (partition 0's shard)
     errors: list[str] = field(default_factory=list)
     # Replaced on every change: a waiter holds the event of the state it saw, so a change
     # between its check and its wait still wakes it (sync callers cannot notify a Condition).
@@ -141,6 +148,11 @@ class ShardStats:
     def stall_measured(self, seconds: float) -> None:
         """Keep the last stall measured."""
         self.stalled_s = seconds
+        self._notify()
+
+    def store_measured(self, stats: InboxStats) -> None:
+        """Keep the last store measurement."""
+        self.store = stats
         self._notify()
 
     async def wait_until(self, done: Callable[[ShardStats], bool]) -> None:

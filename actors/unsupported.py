@@ -95,6 +95,8 @@ def failed_parts(item: InboxItem, step: str, error: BaseException) -> EventParts
     issues = [error_issue(step, error)]
     try:
         return unsupported_parts(item, issues, failure=issues[0].msg)
+    except MemoryError:
+        raise
     except Exception:  # noqa: BLE001 -- the id of a raw item that does not serialize
         place = content_id(item.tenant_id, item.delivery_id, list(item.position))
         return unsupported_parts(item, issues, event_id=place, failure=issues[0].msg)
@@ -117,6 +119,8 @@ def failed_event(
         issue = error_issue(step, error)
         parts = unsupported_parts(item, [issue], event_id, issue.msg)
         return EventDraft(item, parts).stamp(sequence, REPLAY_CATEGORY if replay else None)
+    except MemoryError:
+        raise  # not the item's fault: the batch is retried, not published with less
     except Exception:  # noqa: BLE001 -- the minimal event is the answer to any failure here
         return minimal_event(item, event_id, sequence, replay, step, error)
 

@@ -9,6 +9,10 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import orjson
+import pamqp.frame
+from pamqp import commands
+from pamqp.constants import FRAME_MIN_SIZE
+from pamqp.header import ContentHeader
 
 from adapters.ports import Rejection
 from models.event import NormalizedEvent
@@ -21,6 +25,15 @@ channel (its 4.x default `max_message_size` is 16 MiB), which would look like an
 and be retried forever; such an event is rejected instead, before anything is sent."""
 
 _REASON_CHARS = 300  # of an exception's text, in a rejection's reason
+
+CONTENT_TYPE = "application/json"
+PERSISTENT = 2  # AMQP delivery mode
+
+MAX_HEADER_FRAME_BYTES = FRAME_MIN_SIZE
+"""The largest content header frame (properties and headers) published. A header frame
+cannot be split, and one over the connection's negotiated frame_max makes the broker
+close the connection, which would look like an outage; AMQP's minimum frame_max (4096)
+is accepted by every broker. Bounded headers are far below it (about 1 KiB)."""
 
 
 class WireEvent(NamedTuple):
@@ -64,23 +77,59 @@ def event_headers(event: NormalizedEvent) -> dict[str, Any]:
     }
 
 
-def encode_event(event: NormalizedEvent) -> WireEvent:
+def encode_event(event: NormalizedEvent, exchange: str = "") -> WireEvent:
     """The event's body, routing key, headers and properties; raises when it has none.
 
     Raises ValueError for a body over MAX_BODY_BYTES, and whatever pydantic or orjson
     raise for a body that does not serialize (a lone surrogate, an integer beyond 64 bits,
-    nesting beyond 255 levels, all possible in a decoded `response_json`).
+    nesting beyond 255 levels, all possible in a decoded `response_json`); then whatever
+    marshalling its AMQP frames raises (check_amqp_frames), so that nothing that fails for
+    this event alone can fail later, while it is sent.
     """
     body = dump_event(event)
     if len(body) > MAX_BODY_BYTES:
         raise ValueError(f"event body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
-    return WireEvent(
+    wire = WireEvent(
         routing_key=event.routing_key,
         headers=event_headers(event),
         body=body,
         message_id=short_string(event.event_id),
         type=routing_key(event.category, event.type),
     )
+    check_amqp_frames(exchange, wire, amqp_properties(wire))
+    return wire
+
+
+def amqp_properties(wire: WireEvent) -> commands.Basic.Properties:
+    """The AMQP properties RabbitPublisher's message carries (aio-pika builds the same
+    from the same values at send time; tests/unit/test_rabbit_send_outcome.py checks it)."""
+    return commands.Basic.Properties(
+        content_type=CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        headers=wire.headers,
+        message_id=wire.message_id,
+        message_type=wire.type,
+        priority=0,
+    )
+
+
+def check_amqp_frames(
+    exchange: str, wire: WireEvent, properties: commands.Basic.Properties
+) -> None:
+    """Marshal the event's Basic.Publish method frame and its content header frame as
+    aiormq does when it sends them; raises what that raises (a header value AMQP cannot
+    encode, a short string over 255 bytes), or ValueError for a header frame over
+    MAX_HEADER_FRAME_BYTES. The body frames are the body's bytes cut to the frame size,
+    which cannot fail, so they are not built here."""
+    if len(wire.routing_key) > 255:  # aiormq's own check, before it builds the frames
+        raise ValueError("routing key too long (max 255 bytes)")
+    publish = commands.Basic.Publish(exchange=exchange, routing_key=wire.routing_key)
+    pamqp.frame.marshal(publish, 1)
+    header = pamqp.frame.marshal(ContentHeader(0, len(wire.body), properties), 1)
+    if len(header) > MAX_HEADER_FRAME_BYTES:
+        raise ValueError(
+            f"content header frame of {len(header)} bytes exceeds {MAX_HEADER_FRAME_BYTES}"
+        )
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -89,13 +138,22 @@ def failure_reason(exc: BaseException) -> str:
     return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 3] + "..."
 
 
-def encode_events(events: Sequence[NormalizedEvent]) -> tuple[list[WireEvent], list[Rejection]]:
-    """Every event encoded, or the rejections of those that cannot be (by index)."""
+def encode_events(
+    events: Sequence[NormalizedEvent], exchange: str = ""
+) -> tuple[list[WireEvent], list[Rejection]]:
+    """Every event encoded, or the rejections of those that cannot be (by index).
+
+    Deterministic: the same events are rejected with the same reasons on every call. A
+    MemoryError is not the event's fault (the next try may have the memory): it is raised,
+    and the caller retries the batch.
+    """
     encoded: list[WireEvent] = []
     rejected: list[Rejection] = []
     for index, event in enumerate(events):
         try:
-            encoded.append(encode_event(event))
+            encoded.append(encode_event(event, exchange))
+        except MemoryError:
+            raise
         except Exception as exc:  # noqa: BLE001 -- any failure to encode is this event's alone
             rejected.append(Rejection(index, failure_reason(exc)))
     return encoded, rejected

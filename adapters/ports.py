@@ -152,10 +152,10 @@ class Publisher(Protocol):
 
         Every event is encoded and checked before any is sent, and when one is rejected
         nothing of the batch is sent: the caller replaces the rejected events and
-        publishes the batch again, every event in its place. An event that fails while
-        being sent (after its checks passed) is rejected too; the others are then
-        confirmed and published again by that retry (at-least-once). An empty list: every
-        event is confirmed. Raise TransientError if an event is not confirmed.
+        publishes the batch again, every event in its place. The checks include marshalling
+        each message's frames, so whatever could fail for one message fails before any is
+        sent; anything raised once sending has started is an outage (TransientError, the
+        batch retried as a unit). An empty list: every event is confirmed.
         """
         ...
 

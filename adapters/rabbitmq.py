@@ -14,18 +14,18 @@ from collections.abc import Sequence
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
-from aiormq.exceptions import ChannelInvalidStateError
 from pamqp.commands import Basic
 
-from adapters.codec import encode_events, failure_reason
+from adapters.codec import (
+    CONTENT_TYPE,
+    amqp_properties,
+    check_amqp_frames,
+    encode_events,
+    failure_reason,
+)
 from adapters.errors import TransientError
 from adapters.ports import Rejection
 from models.event import NormalizedEvent
-
-# What a send fails with when the channel, the connection or the broker fails: AMQPError
-# covers nacks (DeliveryError), closed channels and connections; ChannelInvalidStateError
-# (a RuntimeError) is aiormq's answer on a channel already closed.
-_OUTAGES = (AMQPError, OSError, ChannelInvalidStateError, TimeoutError, asyncio.CancelledError)
 
 
 class RabbitPublisher:
@@ -78,10 +78,15 @@ class RabbitPublisher:
     async def publish(self, events: Sequence[NormalizedEvent]) -> list[Rejection]:
         """Publish all events concurrently on one channel and wait for every confirm.
 
-        Order is kept: one channel delivers in publish order, and a nack, a lost channel
-        or a timeout fails the whole batch, which the shard retries as a unit
-        (at-least-once, same sequences). An event that cannot be encoded or built into a
-        message is rejected before anything is sent (adapters/ports.py).
+        Every check that can fail for one message runs before anything is sent: encoding,
+        building the message, marshalling its method and content header frames as aiormq
+        will (adapters/codec.py). An event that fails one is rejected and nothing of the
+        batch is sent (adapters/ports.py); the same event fails the same way on every try.
+        What fails once sending has begun (a nack, a lost channel or connection, a
+        timeout, or anything else raised while sending) is therefore not one message's
+        doing: it is an outage, TransientError, and the shard retries the whole batch
+        (at-least-once, same sequences). Order is kept: one channel delivers in publish
+        order.
         """
         messages, rejected = self._messages(events)
         if rejected or not messages:
@@ -94,65 +99,55 @@ class RabbitPublisher:
             for message, routing_key in messages
         ]
         try:
-            results = await asyncio.wait_for(
-                asyncio.gather(*sends, return_exceptions=True), timeout=self._timeout
-            )
-        except TimeoutError as exc:
-            # The sends still running are cancelled and collected before reconnecting.
+            confirms = await asyncio.wait_for(asyncio.gather(*sends), timeout=self._timeout)
+        except (Exception, asyncio.CancelledError) as exc:
+            # Any failure while sending is an outage, not only AMQPError, OSError,
+            # TimeoutError and aiormq's ChannelInvalidStateError (a RuntimeError) on a
+            # closed channel: the per-message checks all ran above, so nothing raised here
+            # is one message's. A send cancelled under us (its channel closing) too. The
+            # sends still running are cancelled and collected before reconnecting.
+            # Nacks stay transient: a retry budget for repeated nacks comes with dead-lettering.
             for send in sends:
                 send.cancel()
             await asyncio.gather(*sends, return_exceptions=True)
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise  # this publish itself was cancelled (the shard stopping): not a failure
             await self._reset()
             raise TransientError(f"rabbitmq publish: {exc!r}") from exc
-        return await self._outcome(results)
+        if not all(isinstance(confirm, Basic.Ack) for confirm in confirms):
+            raise TransientError("rabbitmq: a publish was not acknowledged")
+        return []
 
-    @staticmethod
     def _messages(
-        events: Sequence[NormalizedEvent],
+        self, events: Sequence[NormalizedEvent]
     ) -> tuple[list[tuple[aio_pika.Message, str]], list[Rejection]]:
-        """Every event as a message and its routing key, or the rejected ones."""
-        encoded, rejected = encode_events(events)
+        """Every event as a message and its routing key, its frames marshalled as aiormq
+        will send them, or the rejected ones (all before anything is sent)."""
+        encoded, rejected = encode_events(events, self._exchange_name)
         messages: list[tuple[aio_pika.Message, str]] = []
         for index, wire in enumerate(encoded if not rejected else ()):
             try:
                 message = aio_pika.Message(
                     body=wire.body,
                     headers=wire.headers,
-                    content_type="application/json",
+                    content_type=CONTENT_TYPE,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     message_id=wire.message_id,
                     type=wire.type,
                 )
+                # The codec marshalled this event's frames with amqp_properties; what
+                # aio-pika hands aiormq at send time is marshalled too if it differs.
+                sent = message.properties
+                if sent != amqp_properties(wire):
+                    check_amqp_frames(self._exchange_name, wire, sent)
+            except MemoryError:
+                raise  # not the message's fault: the batch is retried
             except Exception as exc:  # noqa: BLE001 -- a message that cannot be built is its own
                 rejected.append(Rejection(index, failure_reason(exc)))
             else:
                 messages.append((message, wire.routing_key))
         return messages, rejected
-
-    async def _outcome(self, results: Sequence[object]) -> list[Rejection]:
-        """Rejections for sends that failed on their own; TransientError for an outage.
-
-        What closes the channel or the connection (a nack, the broker refusing a message
-        it would not take, a lost socket) fails every send in flight with the same
-        exception, so it cannot be pinned on one message: the batch is retried. Any other
-        exception came from building that one message's frames (the encoding checks make
-        it unexpected) and is that message's.
-        """
-        rejected = [
-            Rejection(index, failure_reason(result))
-            for index, result in enumerate(results)
-            if isinstance(result, BaseException) and not isinstance(result, _OUTAGES)
-        ]
-        outage = next((r for r in results if isinstance(r, _OUTAGES)), None)
-        if outage is not None:
-            await self._reset()
-        if rejected:
-            return rejected  # the caller publishes the whole batch again
-        if isinstance(outage, BaseException):
-            raise TransientError(f"rabbitmq publish: {outage!r}") from outage
-        if not all(isinstance(result, Basic.Ack) for result in results):
-            raise TransientError("rabbitmq: a publish was not acknowledged")
-        return []
 
     async def ping(self) -> None:
         """Connect (or reuse the connection) and check it is open."""

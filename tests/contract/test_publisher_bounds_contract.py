@@ -150,6 +150,9 @@ UNENCODABLE = {
     "lone_surrogate": odd(2, data=FlowReplyData(response={"a": "\ud800"})),
     "integer_beyond_64_bits": odd(2, data=FlowReplyData(response={"n": 2**70})),
     "body_over_the_limit": odd(2, data=TextData(body="x" * BROKER_MAX_BODY)),
+    # JSON takes an unsigned 64-bit integer; an AMQP header integer is signed: the content
+    # header frame cannot be marshalled, which the publisher must find before sending.
+    "header_integer_beyond_63_bits": odd(2, sequence=2**63),
 }
 
 

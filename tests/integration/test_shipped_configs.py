@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 import uvicorn
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -185,7 +186,12 @@ def test_a_replicas_uvicorn_believes_no_forwarded_for(
     still reaches the app with the loopback peer."""
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
     wiring = Wiring.from_settings(Settings(data_dir=tmp_path))
-    asyncio.run(ingress_deps(wiring).close())
+    try:
+        asyncio.run(ingress_deps(wiring).close())
+    finally:
+        # ingress_deps configures the replica's logging (loggers cached on first use):
+        # undo it, or every later test's loggers would be bound to this configuration.
+        structlog.reset_defaults()
     clients: list[Any] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:

@@ -20,6 +20,7 @@ from models.dedup import item_key
 from models.event import NormalizedEvent
 from tests.support.configs import shard_config, sqlite_inbox
 from tests.support.events import inbox_item, store
+from tests.support.shards import drain
 
 WAIT_S = 5.0
 
@@ -67,8 +68,7 @@ async def test_sequences_increase_per_conversation_in_append_order(tmp_path: Pat
     await store(inbox, [inbox_item(n, conversation="ab"[n % 2]) for n in range(6)])
     config = shard_config(partition=0, batch_size=4, block_ms=10)
     shard = ConversationShard(config, inbox, outbox, stats)
-    assert await shard.run_once() == 4
-    assert await shard.run_once() == 2
+    assert await drain(shard) == [1, 2, 3]  # a new process's reads grow from one
     assert published(tmp_path / "outbox.db") == [
         ("a", 1),
         ("b", 1),
@@ -78,7 +78,7 @@ async def test_sequences_increase_per_conversation_in_append_order(tmp_path: Pat
         ("b", 3),
     ]
     assert await inbox.backlog(0) == 0
-    assert (stats.batches, stats.published, stats.last_batch) == (2, 6, 2)
+    assert (stats.batches, stats.published, stats.last_batch) == (3, 6, 3)
     assert stats.last_publish_s > 0  # exported as wa_shard_publish_duration_seconds
     await inbox.close()
     await outbox.close()
@@ -90,10 +90,10 @@ async def test_sequences_continue_after_a_restart(tmp_path: Path) -> None:
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     config = shard_config(partition=0, block_ms=10)
     await store(inbox, [inbox_item(1), inbox_item(2)])
-    await ConversationShard(config, inbox, outbox).run_once()
+    await drain(ConversationShard(config, inbox, outbox))
     await store(inbox, [inbox_item(3)])
     fresh_inbox = sqlite_inbox(tmp_path / "inbox.db")
-    await ConversationShard(config, fresh_inbox, outbox).run_once()
+    await drain(ConversationShard(config, fresh_inbox, outbox))
     assert [seq for _, seq in published(tmp_path / "outbox.db")] == [1, 2, 3]
     for closable in (inbox, fresh_inbox, outbox):
         await closable.close()
@@ -115,9 +115,9 @@ async def test_a_broker_outage_delays_but_loses_and_reorders_nothing(tmp_path: P
         else:
             raise AssertionError("the outage should surface to the run loop")
     assert await inbox.backlog(0) == 3
-    assert await shard.run_once() == 3
+    assert await drain(shard) == [1, 2]  # the batch in hand first, then the rest
     assert published(tmp_path / "outbox.db") == [("c1", 1), ("c1", 2), ("c1", 3)]
-    assert (stats.publish_failures, stats.batches) == (2, 1)
+    assert (stats.publish_failures, stats.batches) == (2, 2)
     assert await inbox.backlog(0) == 0
     await inbox.close()
     await outbox.close()
@@ -161,7 +161,8 @@ async def test_an_already_published_item_is_skipped_and_takes_no_sequence(tmp_pa
     assert await shard.run_once() == 0
     assert (stats.duplicates, stats.batches, stats.last_batch) == (1, 2, 0)
     await store(inbox, [inbox_item(1), inbox_item(2), inbox_item(2)])
-    assert await shard.run_once() == 1
+    # Reads of two: wamid.1 (a duplicate) and wamid.2, then wamid.2 again (a duplicate).
+    assert [await shard.run_once(), await shard.run_once()] == [1, 0]
     assert published(tmp_path / "outbox.db") == [("c1", 1), ("c1", 2)]
     assert stats.duplicates == 3
     assert await inbox.seen([item_key("acme", "wamid.1"), item_key("acme", "wamid.2")]) == {
@@ -209,7 +210,7 @@ async def test_run_stops_after_the_batch_in_hand(tmp_path: Path) -> None:
     shard.stop()
     await asyncio.wait_for(task, WAIT_S)
     assert len(published(tmp_path / "outbox.db")) == 50
-    assert stats.batches == 5
+    assert stats.batches == 8  # reads of 1, 2, 4, 8, then 10 (the batch size), 10, 10, 5
     assert await inbox.backlog(0) == 0
     await inbox.close()
     await outbox.close()
@@ -248,3 +249,26 @@ async def test_the_backlog_is_measured_until_stop(tmp_path: Path) -> None:
     await asyncio.wait_for(task, WAIT_S)  # well before the next 60 s measurement
     await inbox.close()
     await outbox.close()
+
+
+async def test_partition_zero_reports_the_stores_marks_and_memory(tmp_path: Path) -> None:
+    """Partition 0's shard measures the shared store (marks, memory); the others do not."""
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    await store(inbox, [inbox_item(n) for n in range(1, 4)])
+    zero, one = ShardStats(), ShardStats()
+    shards = [
+        ConversationShard(shard_config(partition=p, block_ms=10), inbox, outbox, stats)
+        for p, stats in ((0, zero), (1, one))
+    ]
+    tasks = [asyncio.create_task(s.report_backlog(every_s=60)) for s in shards]
+    await asyncio.wait_for(zero.wait_until(lambda s: s.store is not None), WAIT_S)
+    await asyncio.wait_for(one.wait_until(lambda s: s.backlog is not None), WAIT_S)
+    for shard in shards:
+        shard.stop()
+    await asyncio.wait_for(asyncio.gather(*tasks), WAIT_S)
+    await inbox.close()
+    await outbox.close()
+    assert zero.store is not None
+    assert zero.store.used_memory_bytes > 0
+    assert one.store is None

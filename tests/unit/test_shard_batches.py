@@ -4,21 +4,24 @@ batch that kills its process is isolated by the restarts instead of crash-loopin
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from actors.shard import ConversationShard
+from actors.shard_batches import BatchCutter, entry_bytes
 from actors.shard_metrics import ShardStats
 from adapters.outbox import OutboxPublisher, read_outbox
+from adapters.sqlite_inbox import SqliteInbox
 from models.event import NormalizedEvent
-from models.inbox import InboxItem
+from models.inbox import InboxItem, StoredItem
 from tests.support.configs import shard_config, sqlite_inbox
 from tests.support.events import inbox_item, store
 from tests.support.shards import drain
 
 if TYPE_CHECKING:
-    from adapters.ports import Rejection
+    from adapters.ports import Inbox, Rejection
 
 MIB = 1024 * 1024
 
@@ -71,7 +74,8 @@ async def test_redelivered_entries_are_retried_in_batches_growing_from_one(
     tmp_path: Path,
 ) -> None:
     """A crashed reader left ten entries uncommitted: its successor publishes them in
-    batches of 1, 2, 4, ... (then new entries at full size again), in order."""
+    batches of 1, 2, 4, ... (then new entries at the read size reached, not from one
+    again), in order."""
     path = tmp_path / "inbox.db"
     crashed = sqlite_inbox(path)
     await store(crashed, [inbox_item(n) for n in range(1, 11)])
@@ -81,7 +85,7 @@ async def test_redelivered_entries_are_retried_in_batches_growing_from_one(
     shard = ConversationShard(shard_config(block_ms=10), inbox, outbox, ShardStats())
     assert await drain(shard) == [1, 2, 4, 3]
     await store(inbox, [inbox_item(n) for n in range(11, 21)])
-    assert await drain(shard) == [10]
+    assert await drain(shard) == [8, 2]
     assert event_ids(tmp_path / "outbox.db") == [f"wamid.{n}" for n in range(1, 21)]
     for closable in (crashed, inbox, outbox):
         await closable.close()
@@ -117,7 +121,8 @@ async def test_a_batch_that_kills_its_process_is_isolated_by_the_restarts(
     tmp_path: Path,
 ) -> None:
     """Ten entries, the fifth kills the process whenever it is published: after a few
-    restarts it is alone in its batch, and every entry before it is published once."""
+    restarts it is alone in its batch, and every entry before it is published once.
+    (The first process reads 1, 2, then 4 entries: the fatal batch is [4, 5, 6, 7].)"""
     path = tmp_path / "inbox.db"
     first = sqlite_inbox(path)
     await store(first, [inbox_item(n) for n in range(1, 11)])
@@ -134,8 +139,120 @@ async def test_a_batch_that_kills_its_process_is_isolated_by_the_restarts(
             await inbox.close()
         if publisher.fatal[-1] == 1:
             break
-    assert publisher.fatal[0] == 10
+    assert publisher.fatal[0] == 4
     assert publisher.fatal[-1] == 1, f"never isolated: {publisher.fatal}"
     assert len(publisher.fatal) <= 6
     assert event_ids(tmp_path / "outbox.db") == [f"wamid.{n}" for n in range(1, 5)]
     await publisher.close()
+
+
+class ReadSpy:
+    """The Inbox port on a SqliteInbox, recording each read: (count asked, entries got,
+    bytes of the largest entry got)."""
+
+    def __init__(self, inner: SqliteInbox) -> None:
+        self.inner = inner
+        self.reads: list[tuple[int, int, int]] = []
+
+    async def read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
+        got = await self.inner.read(partition, count, block_ms)
+        self.reads.append((count, len(got), max((entry_bytes(s) for s in got), default=0)))
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def within_bytes(reads: list[tuple[int, int, int]], max_bytes: int) -> bool:
+    """Every read asked for no more entries than fit `max_bytes` at the size of the
+    largest entry seen before it (the first read, with nothing seen, asks for one)."""
+    largest = 0
+    for asked, _got, size in reads:
+        if largest == 0 and asked != 1:
+            return False
+        if largest and asked > 1 and asked * largest > max_bytes:
+            return False
+        largest = size or largest
+    return True
+
+
+async def test_a_restarted_process_reads_one_entry_first_not_a_full_batch(tmp_path: Path) -> None:
+    """A reader died holding forty 1 MiB entries (its read is what ran out of memory):
+    the next process does not read them all again at once; it reads one, then as many as
+    the sizes it has seen allow within the byte bound, and publishes all in order."""
+    path = tmp_path / "inbox.db"
+    crashed = sqlite_inbox(path)
+    await store(crashed, [large(n, MIB) for n in range(1, 41)])
+    assert len(await crashed.read(0, 256, 10)) == 40  # read, never committed
+    spy = ReadSpy(sqlite_inbox(path))
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    config = shard_config(block_ms=10)
+    await drain(ConversationShard(config, cast("Inbox", spy), outbox, ShardStats()))
+    assert spy.reads[0][0] == 1, spy.reads[:3]
+    assert within_bytes(spy.reads, config.max_batch_bytes), spy.reads
+    assert event_ids(tmp_path / "outbox.db") == [f"wamid.{n}" for n in range(1, 41)]
+    for closable in (crashed, spy.inner, outbox):
+        await closable.close()
+
+
+async def test_a_new_process_grows_its_reads_from_one_as_the_sizes_seen_allow(
+    tmp_path: Path,
+) -> None:
+    """New entries in a new process: reads of 1, 2, 4, ... while entries are small, and
+    never more than fit the byte bound at the largest entry seen; nothing lost or reordered."""
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    await store(inbox, [inbox_item(n) for n in range(1, 21)])
+    await store(inbox, [large(n, 3 * MIB // 2) for n in range(21, 27)])
+    await store(inbox, [inbox_item(n) for n in range(27, 31)])
+    spy = ReadSpy(inbox)
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    config = shard_config(block_ms=10)
+    await drain(ConversationShard(config, cast("Inbox", spy), outbox, ShardStats()))
+    assert [asked for asked, _, _ in spy.reads[:4]] == [1, 2, 4, 8]
+    assert within_bytes(spy.reads, config.max_batch_bytes), spy.reads
+    assert event_ids(tmp_path / "outbox.db") == [f"wamid.{n}" for n in range(1, 31)]
+    await inbox.close()
+    await outbox.close()
+
+
+def stored(n: int, deliveries: int) -> StoredItem:
+    return StoredItem(entry_id=str(n), item=inbox_item(n), deliveries=deliveries)
+
+
+def test_redelivered_entries_start_the_reads_at_one_again() -> None:
+    """Mid-process, a read that returns redelivered entries (a failed read's, handed over
+    again) sends the read count back to one; it grows again as batches commit."""
+    cutter = BatchCutter(batch_size=256, max_bytes=4 * MIB)
+    counts = []
+    for n in range(1, 6):  # small new entries: the count grows
+        counts.append(cutter.read_count())
+        entries = [stored(n * 100 + i, 1) for i in range(cutter.read_count())]
+        cutter.hold(entries)
+        while batch := cutter.take():
+            cutter.committed(batch)
+    assert counts == [1, 2, 4, 8, 16]
+    cutter.hold([stored(900 + i, 2) for i in range(cutter.read_count())])
+    assert cutter.read_count() == 1
+    assert len(cutter.take()) == 1
+
+
+async def test_the_loop_does_not_linger_after_a_slow_start_read_that_came_back_full(
+    tmp_path: Path,
+) -> None:
+    """The linger after a short read (so that the next batch is larger) is not spent
+    while a new process's reads grow: reads of 1, 2 and 4 that came back full are
+    followed at once by the next, so seven entries go well within a 30 s linger."""
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    await store(inbox, [inbox_item(n) for n in range(1, 8)])
+    stats = ShardStats()
+    config = shard_config(block_ms=10, linger_ms=30_000.0)
+    shard = ConversationShard(config, inbox, outbox, stats)
+    task = asyncio.create_task(shard.run())
+    await asyncio.wait_for(stats.wait_until(lambda s: s.published >= 7), 5.0)
+    shard.stop()
+    await asyncio.wait_for(task, 5.0)
+    assert stats.batches == 3
+    assert event_ids(tmp_path / "outbox.db") == [f"wamid.{n}" for n in range(1, 8)]
+    await inbox.close()
+    await outbox.close()

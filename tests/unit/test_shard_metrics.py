@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from actors.shard import ConversationShard
 from actors.shard_actor import RayShardMetrics
 from actors.shard_metrics import ShardStats
+from adapters.outbox import OutboxPublisher, read_outbox
+from tests.support.configs import shard_config, sqlite_inbox
+from tests.support.events import inbox_item, store
+from tests.support.shards import drain
 
 
 async def test_wait_until_wakes_on_each_change_and_returns_once_true() -> None:
@@ -65,3 +72,62 @@ def test_the_ray_exporter_accepts_an_all_duplicate_batch() -> None:
     exporter.duplicates_skipped(2)
     exporter.backlog_measured(0)
     assert (exporter.stats.batches, exporter.stats.duplicates) == (1, 2)
+
+
+class FailingMetrics(ShardStats):
+    """A metrics port whose every call raises `failures` times in all (a metrics backend
+    hiccup), counting as ShardStats does once it works."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if name in _PORT_CALLS and super().__getattribute__("failures") > 0:
+
+            def fail(*_args: object) -> None:
+                self.failures -= 1
+                raise RuntimeError(f"metrics backend hiccup in {name}")
+
+            return fail
+        return attr
+
+
+_PORT_CALLS = {
+    "batch_committed",
+    "entries_redelivered",
+    "publish_failed",
+    "duplicates_skipped",
+    "replays_quarantined",
+    "loop_failed",
+    "backlog_measured",
+    "items_failed",
+    "events_rejected",
+    "stall_measured",
+}
+
+
+async def test_a_failing_metrics_call_never_loses_or_reorders_entries(tmp_path: Path) -> None:
+    """A crashed reader left wamid.1 and wamid.2 pending; the next process's metrics raise
+    on the redelivery count and the first commits: no run_once raises, and every entry is
+    published once, in append order, with sequences 1, 2, 3."""
+    path = tmp_path / "inbox.db"
+    crashed = sqlite_inbox(path)
+    await store(crashed, [inbox_item(1), inbox_item(2)])
+    assert len(await crashed.read(0, 10, 10)) == 2  # read, never committed
+    inbox = sqlite_inbox(path)
+    await store(inbox, [inbox_item(3)])
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    metrics = FailingMetrics(failures=3)
+    config = shard_config(block_ms=10, max_item_age_s=None)
+    await drain(ConversationShard(config, inbox, outbox, metrics))
+    rows = [
+        (r["event"]["event_id"], r["event"]["sequence"])
+        for r in read_outbox(path.parent / "outbox.db")
+    ]
+    assert rows == [("wamid.1", 1), ("wamid.2", 2), ("wamid.3", 3)]
+    assert metrics.failures == 0  # every failure happened, none broke the data path
+    assert await inbox.backlog(0) == 0
+    for closable in (crashed, inbox, outbox):
+        await closable.close()

@@ -15,16 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+import actors.normalize as normalize_module
+import adapters.codec as codec
+from actors.event_draft import EventDraft
 from actors.shard import ConversationShard
 from actors.shard_actor import RayShardMetrics, ShardStatus
 from actors.shard_metrics import ShardStats
 from adapters.errors import TransientError
 from adapters.outbox import OutboxPublisher, read_outbox
 from models.event import NormalizedEvent
+from models.inbox import InboxItem
 from tests.support.clock import FixedClock
 from tests.support.configs import shard_config, sqlite_inbox
 from tests.support.events import inbox_item, store
-from tests.support.shards import POISON, flow_reply
+from tests.support.shards import POISON, drain, flow_reply
 
 if TYPE_CHECKING:
     from adapters.ports import Rejection
@@ -38,15 +42,15 @@ def rows(path: Path) -> list[dict[str, Any]]:
 async def test_a_poison_item_is_published_as_unsupported_in_its_place(
     tmp_path: Path, poison: str
 ) -> None:
-    """The batch of three commits at once: the poison's event is `unsupported`, keeps its
-    event id and sequence, carries the raw item and the error; its neighbours are intact."""
+    """The poison's batch commits at once: its event is `unsupported`, keeps its event id
+    and sequence, carries the raw item and the error; its neighbours are intact."""
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     poisoned = flow_reply(2, poison)
     await store(inbox, [inbox_item(1), poisoned, inbox_item(3)])
     config = shard_config(block_ms=10, max_item_age_s=None)
     shard = ConversationShard(config, inbox, outbox, ShardStats())
-    assert await shard.run_once() == 3
+    assert await drain(shard) == [1, 2]  # the poison in a batch with wamid.3
     first, middle, last = rows(tmp_path / "outbox.db")
     assert [e["sequence"] for e in (first, middle, last)] == [1, 2, 3]
     assert (first["category"], last["category"]) == ("message", "message")
@@ -139,3 +143,61 @@ def test_the_status_and_the_ray_exporter_carry_the_stall() -> None:
     exporter.events_rejected(2)
     assert (exporter.stats.stalled_s, exporter.stats.item_failures) == (75.0, 1)
     assert exporter.stats.rejected == 2
+
+
+def _once(real: Any, exc: BaseException, when: Any) -> Any:
+    """`real` that raises `exc` the first time `when(*args)` holds."""
+    fired: list[int] = []
+
+    def flaky(*args: Any) -> Any:
+        if not fired and when(*args):
+            fired.append(1)
+            raise exc
+        return real(*args)
+
+    return flaky
+
+
+def _wamid_2(value: Any, *_args: Any) -> bool:
+    """An inbox item, a draft or an event of wamid.2."""
+    if isinstance(value, InboxItem):
+        return bool(value.item.get("id") == "wamid.2")
+    return getattr(value, "event_id", None) == "wamid.2"
+
+
+MEMORY_ERROR_SITES: dict[str, tuple[Any, str]] = {
+    # the step: what is wrapped to raise MemoryError once, on wamid.2
+    "normalize": (normalize_module.HANDLERS, "message"),
+    "stamp": (EventDraft, "stamp"),
+    "encode": (codec, "dump_event"),
+}
+
+
+@pytest.mark.parametrize("site", MEMORY_ERROR_SITES.values(), ids=MEMORY_ERROR_SITES.keys())
+async def test_a_memory_error_is_retried_not_taken_for_a_poison_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site: tuple[Any, str]
+) -> None:
+    """Memory pressure while one event is normalized, stamped or encoded is not that
+    item's fault: the batch is retried and the event published as the message it is."""
+    owner, name = site
+    if isinstance(owner, dict):
+        monkeypatch.setitem(owner, name, _once(owner[name], MemoryError(), _wamid_2))
+    else:
+        monkeypatch.setattr(owner, name, _once(getattr(owner, name), MemoryError(), _wamid_2))
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    stats = ShardStats()
+    await store(inbox, [inbox_item(n) for n in (1, 2, 3)])
+    shard = ConversationShard(shard_config(block_ms=10, max_item_age_s=None), inbox, outbox, stats)
+    for _ in range(10):
+        try:
+            if await shard.run_once() == 0 and await inbox.backlog(0) == 0:
+                break
+        except MemoryError:
+            pass
+    assert [(e["event_id"], e["category"]) for e in rows(tmp_path / "outbox.db")] == [
+        (f"wamid.{n}", "message") for n in (1, 2, 3)
+    ]
+    assert (stats.item_failures, stats.rejected) == (0, 0)
+    await inbox.close()
+    await outbox.close()

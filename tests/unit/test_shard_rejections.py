@@ -15,6 +15,7 @@ from adapters.ports import Rejection
 from models.event import NormalizedEvent
 from tests.support.configs import shard_config, sqlite_inbox
 from tests.support.events import inbox_item, store
+from tests.support.shards import drain
 
 
 class RefusingPublisher:
@@ -60,7 +61,7 @@ async def test_a_refused_event_is_replaced_by_an_unsupported_one_in_its_place(
     await store(inbox, [inbox_item(n) for n in (1, 2, 3)])
     config = shard_config(block_ms=10, max_item_age_s=None)
     shard = ConversationShard(config, inbox, publisher, stats)
-    assert await shard.run_once() == 3
+    assert await drain(shard) == [1, 2]  # wamid.2 refused in the batch of wamid.2 and 3
     events = published(tmp_path / "outbox.db")
     assert [(e["event_id"], e["sequence"], e["category"]) for e in events] == [
         ("wamid.1", 1, "message"),
@@ -90,8 +91,8 @@ async def test_an_unsupported_replacement_refused_again_falls_back_to_a_minimal_
     await store(inbox, [inbox_item(n) for n in (1, 2, 3)])
     config = shard_config(block_ms=10, max_item_age_s=None)
     shard = ConversationShard(config, inbox, publisher, ShardStats())
-    assert await shard.run_once() == 3
-    assert len(publisher.calls) == 3
+    assert await drain(shard) == [1, 2]
+    assert len(publisher.calls) == 4  # [wamid.1], then wamid.2's batch three times
     events = published(tmp_path / "outbox.db")
     assert [(e["event_id"], e["sequence"]) for e in events] == [
         ("wamid.1", 1),
