@@ -47,6 +47,7 @@ from models.dedup import item_key
 from models.event import NormalizedEvent
 from models.event_keys import short_string
 from models.inbox import InboxItem, StoredItem
+from models.routing import UNOWNED_PARTITION
 
 log = structlog.get_logger("shard")
 
@@ -135,6 +136,10 @@ class GuardedMetrics:
     def store_measured(self, stats: InboxStats) -> None:
         """See ShardMetrics."""
         self._call("store_measured", stats)
+
+    def unowned_measured(self, entries: int) -> None:
+        """See ShardMetrics."""
+        self._call("unowned_measured", entries)
 
 
 @dataclass(slots=True)
@@ -244,7 +249,8 @@ class ConversationShard:
 
     async def report_backlog(self, every_s: float = 5.0) -> None:
         """Until stop(): measure the partition's backlog (the lag to alert on) and its
-        stall every `every_s`."""
+        stall every `every_s`; partition 0's shard also the shared store and the unowned
+        partition's size."""
         while not self._stopping.is_set():
             with contextlib.suppress(Exception):  # a store outage shows as a stale gauge
                 entries = await self._inbox.backlog(self.config.partition)
@@ -254,6 +260,8 @@ class ConversationShard:
             if self.config.partition == 0:  # the store is shared: one shard reports it
                 with contextlib.suppress(Exception):
                     self._metrics.store_measured(await self._inbox.stats())
+                with contextlib.suppress(Exception):  # numbers nobody owns: no shard reads it
+                    self._metrics.unowned_measured(await self._inbox.backlog(UNOWNED_PARTITION))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=every_s)
 

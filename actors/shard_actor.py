@@ -125,6 +125,11 @@ class RayShardMetrics:
             "wa_inbox_store_max_memory_bytes",
             description="The state store's memory limit (Redis maxmemory; 0: none).",
         )
+        self._unowned = metrics.Gauge(
+            "wa_inbox_unowned_backlog",
+            description="Entries kept aside in the unowned partition (-1): changes of "
+            "numbers nobody owns, never trimmed, waiting for replay (docs/security.md).",
+        )
         tags = {"partition": str(partition)}
         for metric in (
             self._batch_size,
@@ -202,6 +207,11 @@ class RayShardMetrics:
         self._store_keys.set(stats.expiring_keys)
         self._store_memory.set(stats.used_memory_bytes)
         self._store_max_memory.set(stats.max_memory_bytes or 0)
+
+    def unowned_measured(self, entries: int) -> None:
+        """Set the unowned-partition gauge."""
+        self.stats.unowned_measured(entries)
+        self._unowned.set(entries)
 
 
 @ray.remote(  # type: ignore[call-overload]  # Ray's stubs omit actor-only options

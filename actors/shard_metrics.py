@@ -68,6 +68,10 @@ class ShardMetrics(Protocol):
         """The state store's dedup marks (an upper bound: every expiring key) and memory."""
         ...
 
+    def unowned_measured(self, entries: int) -> None:
+        """Entries of the unowned partition (-1: changes of numbers nobody owns)."""
+        ...
+
 
 @dataclass(slots=True)
 class ShardStats:
@@ -89,6 +93,7 @@ class ShardStats:
     rejected: int = 0
     stalled_s: float = 0.0
     store: InboxStats | None = None  # the last store measurement (partition 0's shard)
+    unowned: int | None = None  # the last unowned-partition size (partition 0's shard)
     errors: list[str] = field(default_factory=list)
     # Replaced on every change: a waiter holds the event of the state it saw, so a change
     # between its check and its wait still wakes it (sync callers cannot notify a Condition).
@@ -153,6 +158,11 @@ class ShardStats:
     def store_measured(self, stats: InboxStats) -> None:
         """Keep the last store measurement."""
         self.store = stats
+        self._notify()
+
+    def unowned_measured(self, entries: int) -> None:
+        """Keep the last unowned-partition size."""
+        self.unowned = entries
         self._notify()
 
     async def wait_until(self, done: Callable[[ShardStats], bool]) -> None:

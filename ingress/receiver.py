@@ -13,7 +13,10 @@ ingress/candidates.py) first; only then is the body parsed, and each item's numb
 belong to a tenant whose secret matched. Every candidate secret is computed, so timing
 reveals nothing. A number of another configured tenant refuses the whole delivery; a
 number nobody owns does not: its change is kept aside in the same append (the unowned
-partition, models/routing.py), counted and logged, and the 200 says how many items.
+partition, models/routing.py) with the ids of the tenants that signed it, counted and
+logged, and the 200 says how many items; such a delivery counts against those tenants'
+rate limits. A number only the default tenant's fallback would own counts as nobody's
+when the default did not sign.
 
 Each check is one method that returns what the next one needs or raises the
 RequestRejected subclass naming what happened (ingress/rejection.py); `receive` is the
@@ -106,7 +109,7 @@ class WebhookReceiver:
         payload = self.parse(body)
         ctx = DeliveryContext(uuid.uuid4().hex, received_at, self.config.partitions)
         split = self.split(payload, ctx, verified, len(body))
-        await self.enforce_limits(client, {item.tenant_id for item in split.items})
+        await self.enforce_limits(client, self.charged_tenants(split, verified))
         stored = await self.store(body, split.entries, ctx)
         return self.answer(stored, split, ctx, client, started)
 
@@ -173,14 +176,17 @@ class WebhookReceiver:
         body_bytes: int | None = None,
     ) -> Split:
         """The delivery's items, each of a tenant in `verified`, and the changes of numbers
-        nobody owns held aside; NotAWebhook, SignatureInvalid when the body names another
-        tenant, TooManyItems or DeliveryTooLarge past the limits (the stored size relative
-        to `body_bytes`, by default the payload's compact size)."""
+        nobody owns held aside (with `verified` as their `signed_by`); NotAWebhook,
+        SignatureInvalid when the body names a number or WABA another tenant claims,
+        TooManyItems or DeliveryTooLarge past the limits (the stored size relative to
+        `body_bytes`, by default the payload's compact size). A number only the default
+        tenant's fallback owns is the default's if it signed, else held like any other
+        number nobody owns."""
         directory, failures = self.directory, self.metrics.signature_failures
 
         def resolve(phone_number_id: str | None, waba_id: str | None) -> str | None:
-            tenant = directory.resolve(phone_number_id, waba_id)
-            if tenant is None:
+            tenant, fallback = directory.claim(phone_number_id, waba_id)
+            if tenant is None or (fallback and tenant.id not in verified):
                 return None
             if tenant.id not in verified:
                 failures.labels("tenant_mismatch").inc()
@@ -189,13 +195,21 @@ class WebhookReceiver:
 
         size = len(orjson.dumps(payload)) if body_bytes is None else body_bytes
         try:
-            return split_signed(payload, ctx, resolve, self.limits, size)
+            return split_signed(payload, ctx, resolve, self.limits, size, verified)
         except EnvelopeError as exc:
             raise NotAWebhook(str(exc)) from exc
         except TooManyItemsError as exc:
             raise TooManyItems(str(exc)) from exc
         except DeliveryTooLargeError as exc:
             raise DeliveryTooLarge(str(exc)) from exc
+
+    @staticmethod
+    def charged_tenants(split: Split, verified: set[str]) -> set[str]:
+        """The tenants a delivery counts against: those of its items and, when it holds
+        changes of numbers nobody owns, the tenants whose secret signed it (so a signer
+        cannot fill the unowned partition beyond its own tenant limit)."""
+        tenants = {item.tenant_id for item in split.items}
+        return tenants | verified if split.held else tenants
 
     async def enforce_limits(self, client: IpAddress | None, tenants: set[str]) -> None:
         """Count the request against its address and each tenant; RateLimited when over."""

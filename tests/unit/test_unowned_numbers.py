@@ -5,6 +5,7 @@ many items were kept. A number of another configured tenant is still refused."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import structlog
 from models import routing
 from tests.support.app import ingress_client, signed, stored_count, tenant
 from tests.support.bodies import envelope, messages_value, status, text_message
+from tests.support.configs import local_rate_limiter
 
 OWNED, UNOWNED, OTHERS = "111000111", "333000333", "222000222"
 TENANTS = [
@@ -105,3 +107,100 @@ async def test_unowned_items_are_counted_and_logged_masked(tmp_path: Path) -> No
     assert kept[0]["delivery_id"] == reply.json()["delivery_id"]
     assert UNOWNED not in orjson.dumps(kept).decode()
     assert kept[0]["phone_number_id"].endswith(UNOWNED[-4:])
+
+
+async def test_held_only_deliveries_count_against_the_signers_tenant_limit(
+    tmp_path: Path,
+) -> None:
+    """Per-tenant limit 2: a's deliveries naming only a number nobody owns are counted
+    against a (the signer), so the third is 429 and partition -1 holds two entries."""
+    async with ingress_client(tmp_path, TENANTS, rate_limiter=local_rate_limiter()) as (
+        client,
+        inbox,
+    ):
+        receiver = client._transport.app.state.receiver  # type: ignore[attr-defined]
+        receiver.config = dataclasses.replace(
+            receiver.config, rate_limit_per_tenant=2, rate_limit_per_ip=1_000
+        )
+        codes = []
+        for n in range(4):
+            raw, headers = signed(envelope(change(UNOWNED, (f"wamid.L{n}",))), "secret-a")
+            codes.append((await client.post("/webhook", content=raw, headers=headers)).status_code)
+        assert codes == [200, 200, 429, 429]
+        assert await inbox.backlog(routing.UNOWNED_PARTITION) == 2
+        # a's own items share the same budget: already spent.
+        raw, headers = signed(envelope(change(OWNED, ("wamid.O1",))), "secret-a")
+        assert (await client.post("/webhook", content=raw, headers=headers)).status_code == 429
+
+
+async def test_held_entries_record_the_tenants_that_signed_them(tmp_path: Path) -> None:
+    """Signed by a: the held change carries signed_by ("a",); a's own items carry none."""
+    raw, headers = signed(mixed(), "secret-a")
+    async with ingress_client(tmp_path, TENANTS) as (client, inbox):
+        assert (await client.post("/webhook", content=raw, headers=headers)).status_code == 200
+        [kept] = await inbox.read(routing.UNOWNED_PARTITION, 10, 1)
+        owned = [s.item for p in range(4) for s in await inbox.read(p, 10, 1)]
+    assert kept.item.signed_by == ("a",)
+    assert kept.item.tenant_id == ""
+    assert [i.signed_by for i in owned] == [(), ()]
+
+
+async def test_held_entries_list_every_tenant_sharing_the_secret(tmp_path: Path) -> None:
+    """Two tenants holding the same secret both verified the body: sorted ids."""
+    tenants = [
+        tenant("z", ("shared",), phone_ids=("444000444",), default=False),
+        tenant("c", ("shared",), phone_ids=("555000555",), default=False, verify="vc"),
+    ]
+    raw, headers = signed(envelope(change(UNOWNED, ("wamid.S1",))), "shared")
+    async with ingress_client(tmp_path, tenants) as (client, inbox):
+        assert (await client.post("/webhook", content=raw, headers=headers)).status_code == 200
+        [kept] = await inbox.read(routing.UNOWNED_PARTITION, 10, 1)
+    assert kept.item.signed_by == ("c", "z")
+
+
+WITH_DEFAULT = [
+    tenant("d", ("secret-d",), default=True),
+    tenant("b", ("secret-b",), phone_ids=(OTHERS,), default=False, verify="vb"),
+]
+
+
+async def test_a_default_fallback_the_default_did_not_sign_is_held_not_refused(
+    tmp_path: Path,
+) -> None:
+    """A default tenant is configured; b's secret signs b's number and a number nobody
+    claims: b's item is accepted, the other change held with signed_by ("b",) (it used to
+    fall back to the default, which did not sign, and refuse the whole delivery)."""
+    body = envelope(change(OTHERS, ("wamid.B1",)), change(UNOWNED, ("wamid.NEW",)))
+    raw, headers = signed(body, "secret-b")
+    async with ingress_client(tmp_path, WITH_DEFAULT) as (client, inbox):
+        reply = await client.post("/webhook", content=raw, headers=headers)
+        assert reply.status_code == 200, reply.text
+        assert (reply.json()["items"], reply.json()["unowned"]) == (1, 1)
+        assert await stored_count(inbox) == 1
+        [kept] = await inbox.read(routing.UNOWNED_PARTITION, 10, 1)
+    assert (kept.item.phone_number_id, kept.item.signed_by) == (UNOWNED, ("b",))
+
+
+async def test_the_default_still_owns_unclaimed_numbers_it_signed(tmp_path: Path) -> None:
+    """The default tenant's secret and a number nobody claims: the default's item."""
+    raw, headers = signed(envelope(change(UNOWNED, ("wamid.D1",))), "secret-d")
+    async with ingress_client(tmp_path, WITH_DEFAULT) as (client, inbox):
+        reply = await client.post("/webhook", content=raw, headers=headers)
+        assert (reply.status_code, reply.json()["items"]) == (200, 1)
+        assert "unowned" not in reply.json()
+        assert await inbox.backlog(routing.UNOWNED_PARTITION) == 0
+        [item] = [s.item for p in range(4) for s in await inbox.read(p, 10, 1)]
+    assert item.tenant_id == "d"
+
+
+async def test_an_explicit_claim_of_another_tenant_is_refused_with_a_default(
+    tmp_path: Path,
+) -> None:
+    """With a default configured, b's number signed by the default's secret: still 403."""
+    raw, headers = signed(envelope(change(OTHERS, ("wamid.B2",))), "secret-d")
+    async with ingress_client(tmp_path, WITH_DEFAULT) as (client, inbox):
+        reply = await client.post("/webhook", content=raw, headers=headers)
+        assert reply.status_code == 403
+        assert reply.json()["error"]["code"] == "signature_mismatch"
+        assert await stored_count(inbox) == 0
+        assert await inbox.backlog(routing.UNOWNED_PARTITION) == 0
