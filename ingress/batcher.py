@@ -21,7 +21,7 @@ from models.inbox import InboxItem
 class AppendBatcher:
     """Collects deliveries from concurrent requests and writes them together."""
 
-    def __init__(self, inbox: Inbox, linger_s: float = 0.001, max_items: int = 512) -> None:
+    def __init__(self, inbox: Inbox, linger_s: float, max_items: int) -> None:
         self._inbox = inbox
         self._group: GroupWriter[Delivery, bool] = GroupWriter(self._write, linger_s, max_items)
 

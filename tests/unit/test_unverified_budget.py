@@ -143,7 +143,7 @@ def receiver(inbox: Inbox, limit: int = LIMIT, cap: int = 600) -> WebhookReceive
         partitions=2, max_body_bytes=cap, body_timeout_s=0.2, max_unverified_bytes=limit
     )
     directory = TenantDirectory([tenant()])
-    return WebhookReceiver(config, directory, AppendBatcher(inbox, 0.0), IngressMetrics())
+    return WebhookReceiver(config, directory, AppendBatcher(inbox, 0.0, 512), IngressMetrics())
 
 
 def signed_chunks(body: bytes, secret: str = SECRET) -> tuple[list[bytes | None], dict[str, str]]:

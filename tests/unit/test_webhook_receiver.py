@@ -69,7 +69,7 @@ class Built:
     def __init__(self, inbox: Inbox, limiter: RateLimiter | None) -> None:
         self.inbox = inbox
         self.metrics = IngressMetrics()
-        self.batcher = AppendBatcher(inbox, linger_s=0.0)
+        self.batcher = AppendBatcher(inbox, linger_s=0.0, max_items=512)
         self.receiver = WebhookReceiver(CONFIG, TENANTS, self.batcher, self.metrics, limiter)
 
     def count(self, name: str, **labels: str) -> float:
@@ -294,7 +294,7 @@ async def test_split_holds_an_unowned_number_without_a_default_tenant(tmp_path: 
     held whole in the unowned partition."""
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     directory = TenantDirectory([tenant("b", phone_ids=("222",), default=False)])
-    receiver = WebhookReceiver(CONFIG, directory, AppendBatcher(inbox), IngressMetrics())
+    receiver = WebhookReceiver(CONFIG, directory, AppendBatcher(inbox, 0.0, 512), IngressMetrics())
     body = body_for("333")
     split = receiver.split(body, context(), {"b"})
     assert (split.items, split.held_items) == ([], 1)
