@@ -18,6 +18,7 @@ from pamqp.commands import Basic
 
 from adapters.codec import (
     CONTENT_TYPE,
+    WireEvent,
     amqp_properties,
     check_amqp_frames,
     encode_events,
@@ -26,6 +27,18 @@ from adapters.codec import (
 from adapters.errors import TransientError
 from adapters.ports import Rejection
 from models.event import NormalizedEvent
+
+
+def amqp_message(wire: WireEvent) -> aio_pika.Message:
+    """The persistent message an encoded event is sent as (its frames checked by the codec)."""
+    return aio_pika.Message(
+        body=wire.body,
+        headers=wire.headers,
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=wire.message_id,
+        type=wire.type,
+    )
 
 
 class RabbitPublisher:
@@ -128,14 +141,7 @@ class RabbitPublisher:
         messages: list[tuple[aio_pika.Message, str]] = []
         for index, wire in enumerate(encoded if not rejected else ()):
             try:
-                message = aio_pika.Message(
-                    body=wire.body,
-                    headers=wire.headers,
-                    content_type=CONTENT_TYPE,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=wire.message_id,
-                    type=wire.type,
-                )
+                message = amqp_message(wire)
                 # The codec marshalled this event's frames with amqp_properties; what
                 # aio-pika hands aiormq at send time is marshalled too if it differs.
                 sent = message.properties

@@ -13,7 +13,6 @@ import asyncio
 from pathlib import Path
 from typing import Any, cast
 
-import aio_pika
 import pytest
 from aio_pika.abc import AbstractExchange, AbstractMessage
 from aiormq.exceptions import ChannelInvalidStateError, DeliveryError
@@ -22,14 +21,13 @@ from pamqp.commands import Basic
 from actors.shard import ConversationShard
 from actors.shard_metrics import ShardStats
 from adapters.codec import (
-    CONTENT_TYPE,
     MAX_HEADER_FRAME_BYTES,
     amqp_properties,
     check_amqp_frames,
     encode_event,
 )
 from adapters.errors import TransientError
-from adapters.rabbitmq import RabbitPublisher
+from adapters.rabbitmq import RabbitPublisher, amqp_message
 from tests.support.configs import shard_config, sqlite_inbox
 from tests.support.events import event, inbox_item, store
 from tests.support.shards import drain
@@ -180,15 +178,7 @@ def test_the_message_sent_has_the_properties_whose_frames_were_checked() -> None
     the publisher marshals each event's frames once (a difference would be marshalled)."""
     for n in (1, 2):
         wire = encode_event(event(n))
-        message = aio_pika.Message(
-            body=wire.body,
-            headers=wire.headers,
-            content_type=CONTENT_TYPE,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=wire.message_id,
-            type=wire.type,
-        )
-        assert message.properties == amqp_properties(wire)
+        assert amqp_message(wire).properties == amqp_properties(wire)
 
 
 def test_a_content_header_frame_over_amqps_minimum_frame_size_is_refused() -> None:
