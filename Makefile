@@ -48,6 +48,8 @@ bench: $(STAMP) services
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) -m loadtest bench
 	$(PY) -m tests.bench.redis_waitaof  # what WAITAOF costs an append (docs/redis.md)
+	$(PY) -m tests.bench.shard_cpu  # shard CPU per event by batch size (docs/benchmarks.md)
+	$(PY) -m tests.bench.conversation_memory  # bytes per resident conversation (docs/conversations.md)
 
 ## docker-check: hadolint on the Dockerfile, `docker-compose config` on the stack (where
 ## docker-compose is installed; `make services` installs it)

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from models.conversation import ConversationContext
 from models.event import (
     Business,
     Customer,
@@ -43,6 +44,15 @@ def status_event_id(wamid: str, state: str, participant: str | None) -> str:
     """`<wamid>:<state>`; a group message has one status per participant, who is then
     part of the key (`<wamid>:<state>:<participant>`)."""
     return f"{wamid}:{state}:{participant}" if participant else f"{wamid}:{state}"
+
+
+def business_of(item: InboxItem) -> Business:
+    """The business account and number an item was sent to or from."""
+    return Business(
+        waba_id=item.waba_id,
+        phone_number_id=item.phone_number_id,
+        display_phone_number=item.display_phone_number,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +103,19 @@ class EventDraft:
         """When it happened by Meta's clock, if Meta said."""
         return self.parts.occurred_at
 
-    def stamp(self, sequence: int, category: str | None = None) -> NormalizedEvent:
-        """The published event: this draft numbered `sequence`, under `category` if given."""
+    def stamp(
+        self,
+        sequence: int,
+        category: str | None = None,
+        *,
+        context: ConversationContext | None = None,
+        late: bool = False,
+        reply_to: ReplyTo | None = None,
+        data: EventData | None = None,
+    ) -> NormalizedEvent:
+        """The published event: this draft numbered `sequence`, under `category` if given,
+        with what its conversation added (actors/conversation.py): the context, `late`,
+        and the reply or status data resolved against the conversation."""
         item, parts = self.item, self.parts
         return NormalizedEvent(
             event_id=parts.event_id,
@@ -106,15 +127,13 @@ class EventDraft:
             occurred_at=parts.occurred_at,
             received_at=item.received_at,
             delivery_id=item.delivery_id,
-            business=Business(
-                waba_id=item.waba_id,
-                phone_number_id=item.phone_number_id,
-                display_phone_number=item.display_phone_number,
-            ),
+            business=business_of(item),
             customer=parts.customer,
             group_id=parts.group_id,
-            reply_to=parts.reply_to,
+            reply_to=parts.reply_to if reply_to is None else reply_to,
             forwarded=parts.forwarded,
             referral=parts.referral,
-            data=parts.data,
+            context=context,
+            late=late,
+            data=parts.data if data is None else data,
         )

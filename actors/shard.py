@@ -29,20 +29,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 
+from actors.conversation import (
+    Applied,
+    apply,
+    believed_time,
+    is_inbound_message,
+    message_keys,
+    state_event,
+)
+from actors.conversation_cache import ConversationCache
 from actors.normalize import EventDraft, normalize
+from actors.reorder import ReorderBuffer
 from actors.shard_batches import BatchCutter
 from actors.shard_metrics import ShardMetrics, ShardStats
 from actors.shard_publish import FailureLog, publish_replacing
 from actors.shard_stall import StallWatch
 from actors.unsupported import REPLAY_CATEGORY, failed_event
 from adapters.errors import AdapterError
-from adapters.ports import Inbox, InboxStats, Publisher
+from adapters.ports import Inbox, InboxStats, Publisher, StateWrite
+from models.conversation import ConversationRecord, MessageRecord
 from models.dedup import item_key
 from models.event import NormalizedEvent
 from models.event_keys import short_string
@@ -50,6 +62,8 @@ from models.inbox import InboxItem, StoredItem
 from models.routing import UNOWNED_PARTITION
 
 log = structlog.get_logger("shard")
+
+_FLUSH_TIMEOUT_S = 5.0  # a stopping shard's attempt at publishing what its window holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +75,18 @@ class ShardConfig:
     block_ms: int
     linger_ms: float  # wait after a partial batch so the next is larger (see Settings)
     max_backoff_s: float
-    sequence_cache: int
     max_item_age_s: float | None
     # Defaults until Settings carries them: a batch's bytes as stored, about (a larger
     # entry goes alone); pending this long with no commit is a stall (ShardStatus).
     max_batch_bytes: int
     stall_after_s: float
+    # Conversations (actors/conversation.py): records cached per shard, evicted past
+    # `conversation_cache` or after `conversation_idle_s` unused; the reorder window
+    # (actors/reorder.py, 0 turns it off) and how many entries it may hold at most.
+    conversation_cache: int
+    conversation_idle_s: float
+    reorder_window_ms: float
+    reorder_max_held: int
 
 
 class GuardedMetrics:
@@ -141,16 +161,25 @@ class GuardedMetrics:
         """See ShardMetrics."""
         self._call("unowned_measured", entries)
 
+    def conversation_events(self, kind: str, count: int) -> None:
+        """See ShardMetrics."""
+        self._call("conversation_events", kind, count)
+
+    def reorder_held(self, entries: int) -> None:
+        """See ShardMetrics."""
+        self._call("reorder_held", entries)
+
 
 @dataclass(slots=True)
 class _Batch:
     """The batch in hand and how far it got."""
 
     stored: list[StoredItem]
+    drafts: list[EventDraft]
     started: float
     events: list[NormalizedEvent] | None = None
     items: list[InboxItem] = field(default_factory=list)  # each event's item
-    updates: dict[str, int] = field(default_factory=dict)
+    state: StateWrite = field(default_factory=StateWrite)
     seen: list[str] = field(default_factory=list)
     published: bool = False
     publish_s: float | None = None  # publish call to the last broker confirm
@@ -162,10 +191,12 @@ class _Numbered:
 
     events: list[NormalizedEvent] = field(default_factory=list)
     items: list[InboxItem] = field(default_factory=list)
-    updates: dict[str, int] = field(default_factory=dict)
+    records: dict[str, ConversationRecord] = field(default_factory=dict)
+    messages: dict[str, MessageRecord] = field(default_factory=dict)
     marks: list[str] = field(default_factory=list)
     duplicates: int = 0
     replays: int = 0
+    conversation_events: dict[str, int] = field(default_factory=dict)  # by kind
 
 
 class ConversationShard:
@@ -183,6 +214,7 @@ class ConversationShard:
         publisher: Publisher,
         metrics: ShardMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self._inbox = inbox
@@ -190,7 +222,13 @@ class ConversationShard:
         self._metrics: ShardMetrics = GuardedMetrics(
             ShardStats() if metrics is None else metrics, config.partition
         )
-        self._sequences: dict[str, int] = {}
+        self._records = ConversationCache(
+            config.conversation_cache, config.conversation_idle_s, clock
+        )
+        self._reorder = ReorderBuffer(config.reorder_window_ms / 1000, config.reorder_max_held)
+        self._wall = wall_clock
+        self._taken: list[StoredItem] = []  # taken from the cutter, not yet held or batched
+        self._flushing = False  # stopping: release every held entry
         self._stopping = asyncio.Event()
         self._batch: _Batch | None = None
         self._cutter = BatchCutter(config.batch_size, config.max_batch_bytes)
@@ -215,7 +253,7 @@ class ConversationShard:
         """A backlog measurement: waiting entries start the stall clock, none stop it."""
         if entries > 0:
             self._stall.pending()
-        elif self._batch is None and not self._cutter.holding:
+        elif self._batch is None and not self._cutter.holding and not len(self._reorder):
             self._stall.idle()
 
     async def run(self) -> None:
@@ -246,6 +284,23 @@ class ConversationShard:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
                 backoff = min(backoff * 2, self.config.max_backoff_s)
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Stopping: publish what the reorder window holds (in order) rather than leave it
+        to the next start. One attempt: on a failure the entries stay uncommitted in the
+        inbox and the next start publishes them, nothing is lost."""
+        self._flushing = True
+        try:
+            async with asyncio.timeout(_FLUSH_TIMEOUT_S):  # a broker down must not hold a stop
+                while self._batch is not None or len(self._reorder):
+                    done = await self.run_once()
+                    if done == 0 and self._batch is None and not len(self._reorder):
+                        break
+        except Exception:
+            log.warning("shard_flush_failed", partition=self.config.partition, exc_info=True)
+        finally:
+            self._flushing = False
 
     async def report_backlog(self, every_s: float = 5.0) -> None:
         """Until stop(): measure the partition's backlog (the lag to alert on) and its
@@ -274,35 +329,88 @@ class ConversationShard:
         """
         clock = asyncio.get_running_loop().time
         if self._batch is None:
-            stored = await self._next_entries()
-            if not stored:
+            pairs = await self._next_pairs()
+            if not pairs:
                 return 0
-            self._batch = _Batch(stored=stored, started=clock())
+            self._batch = _Batch(
+                stored=[s for s, _ in pairs], drafts=[d for _, d in pairs], started=clock()
+            )
         batch = self._batch
         if batch.events is None:
-            numbered = await self._sequence(batch.stored)
-            batch.events, batch.items = numbered.events, numbered.items
-            batch.updates, batch.seen = numbered.updates, numbered.marks
+            numbered = await self._sequence(batch.drafts)
+            batch.events, batch.items, batch.seen = numbered.events, numbered.items, numbered.marks
+            batch.state = StateWrite(conversations=numbered.records, messages=numbered.messages)
         if not batch.published:
             await self._publish(batch, clock)
         await self._inbox.commit(
-            self.config.partition, [s.entry_id for s in batch.stored], batch.updates, batch.seen
+            self.config.partition, [s.entry_id for s in batch.stored], batch.state, batch.seen
         )
         self._batch = None
         self._cutter.committed(batch.stored)
-        self._stall.advanced(still_pending=self._cutter.holding)
-        if len(self._sequences) > self.config.sequence_cache:
-            self._sequences.clear()  # reloaded from the store on demand
-        self._sequences.update(batch.updates)
+        self._stall.advanced(still_pending=self._cutter.holding or bool(len(self._reorder)))
+        self._records.put(batch.state.conversations)
         self._metrics.batch_committed(len(batch.events), clock() - batch.started, batch.publish_s)
         return len(batch.events)
 
+    async def _next_pairs(self) -> list[tuple[StoredItem, EventDraft]]:
+        """The next batch's entries with their drafts: the held entries now due (each
+        conversation's in timestamp order) and then the entries just taken that are not
+        held back (actors/reorder.py)."""
+        if not self._taken:
+            self._taken = await self._next_entries()
+        fresh = self._taken
+        drafts = [normalize(entry.item) for entry in fresh]
+        failed = [d for d in drafts if d.parts.failure is not None]
+        for draft in failed:
+            self._log(draft.item, draft.event_id, "normalize", draft.parts.failure)
+        passing: list[tuple[StoredItem, EventDraft]] = []
+        if self.config.reorder_window_ms > 0 and fresh:
+            inbound = {d.item.conversation_id for d in drafts if is_inbound_message(d.item)}
+            records = await self._load_records(inbound)
+            for entry, draft in zip(fresh, drafts, strict=True):
+                if is_inbound_message(draft.item) and not _late(records, draft):
+                    self._reorder.add(entry, draft)
+                else:
+                    passing.append((entry, draft))
+        else:
+            passing = list(zip(fresh, drafts, strict=True))
+        # Counted once the entries are safely held or batched: from here nothing raises.
+        self._taken = []
+        if failed:
+            self._metrics.items_failed("normalize", len(failed))
+        forced = self._reorder.forced
+        released = self._reorder.release(self._wall(), everything=self._flushing)
+        if self._reorder.forced > forced:
+            self._metrics.conversation_events("forced", self._reorder.forced - forced)
+        self._metrics.reorder_held(len(self._reorder))
+        return [(h.stored, h.draft) for h in released] + passing
+
+    def _read_block_ms(self) -> int | None:
+        """How long the next read may wait: the configured block, shortened to when the
+        next held entry is due; None when one is due now (no read: release it first).
+        Never 0: a Redis XREADGROUP with BLOCK 0 waits for ever."""
+        if self._flushing:
+            return None
+        due = self._reorder.next_due()
+        if due is None:
+            return self.config.block_ms
+        wait_ms = (due - self._wall()) * 1000
+        if wait_ms <= 0:
+            return None
+        return max(1, min(self.config.block_ms, math.ceil(wait_ms)))
+
     async def _next_entries(self) -> list[StoredItem]:
-        """The next batch's entries: from those held, else from a read."""
+        """The next entries to classify: from those the cutter holds, else from a read
+        (unless a held entry is due now). Entries the reorder window holds are skipped:
+        a store re-reading its pending entries after a failed read hands them out again."""
         if not self._cutter.holding:
+            block_ms = self._read_block_ms()
+            if block_ms is None:
+                return []
             stored = await self._inbox.read(
-                self.config.partition, self._cutter.read_count(), self.config.block_ms
+                self.config.partition, self._cutter.read_count(), block_ms
             )
+            stored = [s for s in stored if not self._reorder.holds(s.entry_id)]
             # Held before anything else: an entry read and not held would be lost to this
             # process (each is handed over once per process) and later ones go first.
             self._cutter.hold(stored)
@@ -328,17 +436,16 @@ class ConversationShard:
             batch.publish_s = clock() - publish_started
         batch.published = True
 
-    async def _sequence(self, stored: list[StoredItem]) -> _Numbered:
-        drafts = [normalize(entry.item) for entry in stored]
-        failed = [d for d in drafts if d.parts.failure is not None]
-        for draft in failed:
-            self._log(draft.item, draft.event_id, "normalize", draft.parts.failure)
-        if failed:
-            self._metrics.items_failed("normalize", len(failed))
+    async def _sequence(self, drafts: list[EventDraft]) -> _Numbered:
+        """Dedupe, apply each item to its conversation and number the events: a new
+        conversation's `conversation.created`, a changed one's `conversation.updated`,
+        then the item's own event, each taking the conversation's next sequence."""
         keys = [item_key(draft.tenant_id, draft.event_id) for draft in drafts]
-        seen = await self._inbox.seen(keys)
-        await self._load_sequences({s.item.conversation_id for s in stored})
+        wanted = list(dict.fromkeys(k for draft in drafts for k in message_keys(draft)))
+        seen, known = await asyncio.gather(self._inbox.seen(keys), self._inbox.messages(wanted))
+        stored = await self._load_records({d.item.conversation_id for d in drafts})
         numbered = _Numbered()
+        messages = dict(known)
         for draft, key in zip(drafts, keys, strict=True):
             if key in seen:
                 numbered.duplicates += 1
@@ -346,28 +453,89 @@ class ConversationShard:
             seen.add(key)
             numbered.marks.append(key)
             cid = draft.item.conversation_id
-            seq = numbered.updates.get(cid, self._sequences[cid]) + 1
-            numbered.updates[cid] = seq
-            numbered.events.append(self._number(draft, seq, numbered))
+            record = numbered.records.get(cid) or stored[cid]
+            applied = self._apply(record, draft, messages)
+            messages.update(applied.messages)
+            numbered.messages.update(applied.messages)
+            seq = applied.record.last_sequence
+            if applied.created:
+                seq += 1
+                numbered.events.append(state_event("created", applied, draft, seq))
+                numbered.items.append(draft.item)
+            if applied.changes:
+                seq += 1
+                numbered.events.append(state_event("updated", applied, draft, seq))
+                numbered.items.append(draft.item)
+            seq += 1
+            numbered.events.append(self._number(draft, seq, numbered, applied))
             numbered.items.append(draft.item)
+            counts = numbered.conversation_events
+            for kind, happened in (
+                ("created", applied.created),
+                ("updated", bool(applied.changes)),
+                ("late", applied.late),
+                ("stale", applied.status is not None and applied.status.stale),
+            ):
+                if happened:
+                    counts[kind] = counts.get(kind, 0) + 1
+            numbered.records[cid] = applied.record.model_copy(update={"last_sequence": seq})
         if numbered.duplicates:
             self._metrics.duplicates_skipped(numbered.duplicates)
+        for kind, count in numbered.conversation_events.items():
+            self._metrics.conversation_events(kind, count)
         if numbered.replays:
             self._metrics.replays_quarantined(numbered.replays)
         return numbered
 
-    async def _load_sequences(self, conversation_ids: set[str]) -> None:
-        missing = conversation_ids - self._sequences.keys()
-        if missing:
-            known = await self._inbox.sequences(missing)
-            self._sequences.update({cid: known.get(cid, 0) for cid in missing})
+    def _apply(
+        self,
+        record: ConversationRecord | None,
+        draft: EventDraft,
+        messages: dict[str, MessageRecord],
+    ) -> Applied:
+        """The item applied to its conversation; if that raises (a bug: `apply` is total
+        for any draft), the event goes out without context and the record keeps only
+        its numbering, so the partition moves on."""
+        try:
+            return apply(record, draft, messages)
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a poison item must not stop its partition
+            self._log(draft.item, draft.event_id, "conversation", exc)
+            self._metrics.items_failed("conversation", 1)
+            if record is None:
+                record = ConversationRecord.legacy(draft.item.conversation_id, 0)
+            return Applied(record=record)
 
-    def _number(self, draft: EventDraft, sequence: int, numbered: _Numbered) -> NormalizedEvent:
+    async def _load_records(
+        self, conversation_ids: set[str]
+    ) -> dict[str, ConversationRecord | None]:
+        """The records of these conversations (None: never seen), from the cache or the
+        store; what was read is cached. Returned, not only cached: a cache smaller than
+        a batch's conversations may evict some before they are used."""
+        missing = self._records.missing(conversation_ids)
+        known = await self._inbox.conversations(missing) if missing else {}
+        found = {cid: self._records.get(cid) for cid in conversation_ids - missing}
+        found.update({cid: known.get(cid) for cid in missing})
+        if missing:
+            self._records.put({cid: found[cid] for cid in missing})
+        return found
+
+    def _number(
+        self, draft: EventDraft, sequence: int, numbered: _Numbered, applied: Applied
+    ) -> NormalizedEvent:
         """The draft's event numbered `sequence`, or if that raises, `unsupported`."""
         replay = False
         try:
             replay = self._too_old(draft)
-            event = draft.stamp(sequence, REPLAY_CATEGORY if replay else None)
+            event = draft.stamp(
+                sequence,
+                REPLAY_CATEGORY if replay else None,
+                context=applied.context,
+                late=applied.late,
+                reply_to=applied.reply_to,
+                data=applied.status,
+            )
         except MemoryError:
             raise  # memory pressure, not a poison item: the batch is retried
         except Exception as exc:  # noqa: BLE001 -- a poison item must not stop its partition
@@ -388,3 +556,10 @@ class ConversationShard:
         if limit is None or draft.occurred_at is None:
             return False
         return (draft.item.received_at - draft.occurred_at).total_seconds() > limit
+
+
+def _late(records: dict[str, ConversationRecord | None], draft: EventDraft) -> bool:
+    """An inbound message older than one its conversation already published."""
+    record = records.get(draft.item.conversation_id)
+    last = record.last_inbound_at if record is not None else None
+    return last is not None and believed_time(draft) < last

@@ -106,6 +106,17 @@ class RayShardMetrics:
             description="Poison items published as unsupported because a step raised on them.",
             tag_keys=("partition", "step"),
         )
+        self._conversation_events = metrics.Counter(
+            "wa_shard_conversation_events",
+            description="Conversation events by kind: created / updated (state events), late "
+            "(messages), stale (statuses), forced (released early by a full reorder window).",
+            tag_keys=("partition", "kind"),
+        )
+        self._held = metrics.Gauge(
+            "wa_shard_reorder_held",
+            description="Entries the reorder window holds (uncommitted, due within the window).",
+            tag_keys=keys,
+        )
         self._rejected = metrics.Counter(
             "wa_shard_events_rejected",
             description="Events the publisher can never publish, published again as unsupported.",
@@ -144,6 +155,8 @@ class RayShardMetrics:
             self._stalled,
             self._item_failures,
             self._rejected,
+            self._conversation_events,
+            self._held,
         ):
             metric.set_default_tags(tags)
 
@@ -195,6 +208,16 @@ class RayShardMetrics:
         """Count events the publisher rejected."""
         self.stats.events_rejected(count)
         self._rejected.inc(count)
+
+    def conversation_events(self, kind: str, count: int) -> None:
+        """Count conversation events by kind."""
+        self.stats.conversation_events(kind, count)
+        self._conversation_events.inc(count, tags={"kind": kind})
+
+    def reorder_held(self, entries: int) -> None:
+        """Set the reorder window gauge."""
+        self.stats.reorder_held(entries)
+        self._held.set(entries)
 
     def stall_measured(self, seconds: float) -> None:
         """Set the stall gauge."""

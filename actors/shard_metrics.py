@@ -72,6 +72,16 @@ class ShardMetrics(Protocol):
         """Entries of the unowned partition (-1: changes of numbers nobody owns)."""
         ...
 
+    def conversation_events(self, kind: str, count: int) -> None:
+        """`count` events of `kind`: `created` / `updated` (state events published),
+        `late` (messages published late), `stale` (statuses published stale), `forced`
+        (entries the full reorder window released early)."""
+        ...
+
+    def reorder_held(self, entries: int) -> None:
+        """The reorder window holds `entries` entries now."""
+        ...
+
 
 @dataclass(slots=True)
 class ShardStats:
@@ -94,6 +104,8 @@ class ShardStats:
     stalled_s: float = 0.0
     store: InboxStats | None = None  # the last store measurement (partition 0's shard)
     unowned: int | None = None  # the last unowned-partition size (partition 0's shard)
+    conversations: dict[str, int] = field(default_factory=dict)  # conversation_events by kind
+    held: int = 0  # entries in the reorder window
     errors: list[str] = field(default_factory=list)
     # Replaced on every change: a waiter holds the event of the state it saw, so a change
     # between its check and its wait still wakes it (sync callers cannot notify a Condition).
@@ -163,6 +175,16 @@ class ShardStats:
     def unowned_measured(self, entries: int) -> None:
         """Keep the last unowned-partition size."""
         self.unowned = entries
+        self._notify()
+
+    def conversation_events(self, kind: str, count: int) -> None:
+        """Count conversation events by kind."""
+        self.conversations[kind] = self.conversations.get(kind, 0) + count
+        self._notify()
+
+    def reorder_held(self, entries: int) -> None:
+        """Keep the reorder window's size."""
+        self.held = entries
         self._notify()
 
     async def wait_until(self, done: Callable[[ShardStats], bool]) -> None:

@@ -1,6 +1,8 @@
 """Bytes on the wire and at rest: orjson for speed, pydantic for shape.
 
-Both publishers encode events here, so they accept and reject exactly the same events.
+Both publishers encode events here, so they accept and reject exactly the same events;
+both inbox adapters store items and conversation and message records in the encodings
+defined here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pamqp.constants import FRAME_MIN_SIZE
 from pamqp.header import ContentHeader
 
 from adapters.ports import Rejection
+from models.conversation import ConversationRecord, MessageRecord
 from models.event import NormalizedEvent
 from models.event_keys import routing_key, short_string
 from models.inbox import InboxItem
@@ -54,6 +57,28 @@ def dump_item(item: InboxItem) -> bytes:
 def load_item(data: bytes | str) -> InboxItem:
     """An inbox item from its JSON bytes."""
     return InboxItem.model_validate_json(data)
+
+
+def dump_conversation(record: ConversationRecord) -> bytes:
+    """A conversation record as compact JSON bytes: fields at their default are left out
+    (every commit rewrites the record, so its size is paid per write and per byte at rest;
+    docs/redis.md), except the version `v`, so a later default cannot reinterpret it."""
+    return orjson.dumps({"v": record.v, **record.model_dump(mode="json", exclude_defaults=True)})
+
+
+def load_conversation(data: bytes | str) -> ConversationRecord:
+    """A conversation record from its JSON bytes (datetimes, tuples and all)."""
+    return ConversationRecord.model_validate_json(data)
+
+
+def dump_message(record: MessageRecord) -> bytes:
+    """A message record as compact JSON bytes, fields at their default left out."""
+    return orjson.dumps(record.model_dump(mode="json", exclude_defaults=True))
+
+
+def load_message(data: bytes | str) -> MessageRecord:
+    """A message record from its JSON bytes."""
+    return MessageRecord.model_validate_json(data)
 
 
 def dump_event(event: NormalizedEvent) -> bytes:

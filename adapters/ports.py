@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from models.conversation import ConversationRecord, MessageRecord
 from models.event import NormalizedEvent
 from models.inbox import InboxItem, StoredItem
 
@@ -36,13 +37,27 @@ class InboxStats:
     """The store's dedup state and memory, read without scanning keys (a gauge's source).
 
     `expiring_keys` counts the dedup marks and whatever else of the database expires
-    (Redis: INFO keyspace's `expires`, so per-conversation sequences and rate-limit windows
-    too: an upper bound on the marks); docs/redis.md has the bytes per mark to size with.
+    (Redis: INFO keyspace's `expires`, so message records, conversation records with a
+    retention, and rate-limit windows too: an upper bound on the marks); docs/redis.md has
+    the bytes per mark to size with.
     """
 
     expiring_keys: int
     used_memory_bytes: int
     max_memory_bytes: int | None  # None: no limit configured
+
+
+@dataclass(frozen=True, slots=True)
+class StateWrite:
+    """The conversation state a commit stores with its entries' acknowledgement.
+
+    `conversations`: the new record of every conversation the batch changed (its
+    `last_sequence` included), by conversation id. `messages`: message records by
+    `message_key(conversation_id, message_id)`, kept for the message-state TTL.
+    """
+
+    conversations: Mapping[str, ConversationRecord] = field(default_factory=dict)
+    messages: Mapping[str, MessageRecord] = field(default_factory=dict)
 
 
 class Inbox(Protocol):
@@ -51,8 +66,11 @@ class Inbox(Protocol):
     `append` returns only once the items are durable; the ingress answers 200 after it.
     Each partition has one reader; `read` first returns entries that were read before but
     never committed (a crashed reader's batch), then new ones, in append order.
-    `commit` acknowledges entries and stores the conversations' new sequence numbers in
-    one atomic step, so a redelivered entry gets the same sequence it was published with.
+    `commit` acknowledges entries and stores the conversations' new records (their last
+    sequence included) and message records in one atomic step, so a redelivered entry
+    gets the same sequence it was published with and no state change is lost or applied
+    twice. Entries may be committed in any order (a shard holds some back in its reorder
+    window while it commits later ones); each is acknowledged by its id.
 
     Deduplication lives here, not in a port of its own, because each mark must be written
     in the same atomic step as the data it guards: a delivery's mark with its items
@@ -77,18 +95,34 @@ class Inbox(Protocol):
         self,
         partition: int,
         entry_ids: Sequence[str],
-        sequences: Mapping[str, int],
+        state: StateWrite,
         seen: Collection[str] = (),
     ) -> None:
-        """Acknowledge entries, persist sequence numbers and mark item keys seen, atomically."""
+        """Acknowledge entries, store the conversation and message records and mark item
+        keys seen, atomically."""
         ...
 
     async def seen(self, keys: Collection[str]) -> set[str]:
         """The item keys marked by a commit within the window."""
         ...
 
-    async def sequences(self, conversation_ids: Collection[str]) -> dict[str, int]:
-        """The last published sequence of each conversation (absent: none yet)."""
+    async def conversations(
+        self, conversation_ids: Collection[str]
+    ) -> dict[str, ConversationRecord]:
+        """The stored record of each conversation (absent: never seen). A conversation
+        that only has a sequence stored by a version before issue 10 is returned as
+        `ConversationRecord.legacy(cid, sequence)`."""
+        ...
+
+    async def messages(self, keys: Collection[str]) -> dict[str, MessageRecord]:
+        """The message records stored under `message_key`s (absent: unknown or expired)."""
+        ...
+
+    async def find_conversations(
+        self, tenant_id: str, *, wa_id: str | None = None, user_id: str | None = None
+    ) -> list[ConversationRecord]:
+        """The customer conversations of a tenant whose customer has this wa_id or this
+        user_id (one per business number), ordered by conversation id."""
         ...
 
     async def backlog(self, partition: int) -> int:

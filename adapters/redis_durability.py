@@ -2,15 +2,16 @@
 
 The inbox is the durability point of a 200, so its Redis must keep what it acknowledged:
 AOF on (without it a restart loses every stream), and no eviction. Keys with an expiry are
-the dedup marks and the per-conversation last sequences; streams and consumer groups have
-none. So:
+the dedup marks and the message records (and, with a conversation retention, the
+conversation records); streams and consumer groups have none. So:
 
 - `noeviction`: accepted, the only policy that is. At the memory limit appends are refused
   (503, Meta retries) and the shards' commit script still drains (it is `allow-oom`).
 - `allkeys-*`: refused. They evict streams: acknowledged deliveries nobody has published.
 - `volatile-*`: refused. Streams are safe, but they evict exactly the keys with a TTL: a
-  dedup mark (a replay inside the window is published again) and a conversation's last
-  sequence (its numbering restarts at 1 while it is active, so consumers see it go back).
+  dedup mark (a replay inside the window is published again), a message record (a status
+  ordered against nothing) and, with a retention, a conversation record (the conversation
+  starts over at sequence 1 while it is active, so consumers see it go back).
 
 `appendfsync everysec`/`no` lose the last second (or the kernel's ~30 s) of acknowledged
 appends on a host crash: advice, not refused, unless WAITAOF covers it. WAITAOF itself is
@@ -115,7 +116,7 @@ def assess(
         evicts = (
             "inbox streams (acknowledged, unpublished deliveries)"
             if policy.startswith("allkeys")
-            else "dedup marks and per-conversation sequences (the keys with a TTL)"
+            else "dedup marks, message and conversation records (the keys with a TTL)"
         )
         unsafe.append(f"maxmemory-policy is {policy}: it evicts {evicts}; set noeviction")
     if maxmemory == 0:

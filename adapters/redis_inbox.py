@@ -2,33 +2,57 @@
 
 Each partition has one consumer (`p<partition>`), so a restarted shard re-reads its own
 pending entries (read but never acknowledged) before new ones. Committed entries are
-acknowledged and deleted by the same script that stores the sequences and the item marks,
-so the stream only holds what is still in flight and a redelivery always gets the sequence
-it had. Streams are never trimmed by length: trimming could drop entries nobody has
-published.
+acknowledged and deleted by the same script that stores the conversation state and the
+item marks, so the stream only holds what is still in flight and a redelivery always gets
+the sequence it had. Streams are never trimmed by length: trimming could drop entries
+nobody has published.
 
 Dedup marks are plain keys `<prefix>seen:<key>` with an expiry (SET ... EX window): Redis
 evicts them itself, so memory is bounded by the keys marked within one window (measured
 in docs/redis.md). A delivery is appended by a Lua script that checks its mark, adds
 every item and sets the mark in one atomic step; one pipelined round trip carries the
 script calls of every delivery in a batch, and WAITAOF after them when configured.
-Each conversation's last sequence is its own key `<prefix>seq:<conversation_id>`, expiring
-after the sequence TTL of silence (docs/redis.md: memory per conversation, what a restart
-of the numbering means).
+
+Conversation state (issue 10): each conversation's record is a string key
+`<prefix>conv:<conversation_id>` (compact JSON, adapters/codec.py), expiring after the
+retention of silence when one is configured (else kept for ever); each message record is
+`<prefix>msg:<message_key>` with the message-state TTL; a customer conversation is also a
+member of its customer's index sets `<prefix>cust:<tenant>:w:<wa_id>` and
+`...:u:<user_id>`, for `find_conversations` (docs/redis.md: bytes per record, what expiry
+means). Last sequences stored by earlier versions (`<prefix>seq:<id>` keys of issue 9, the
+`<prefix>seq` hash before it) are only read, as a fallback, and removed by the commit that
+writes the conversation's record.
+
+Reads and out-of-order commits: a shard commits some entries while holding earlier ones
+back (its reorder window). Within one process `read` hands each entry out once: after the
+re-read of this consumer's pending entries (a new process) only new entries (">") are
+read, so an entry still pending is not handed out again however the later ones were
+committed. The one exception: a read that fails (Redis may have handed entries over and
+the reply was lost) starts the pending re-read again from the beginning, which hands out
+again every entry this process still holds; the shard skips the ids it holds. A new
+process (a restart) re-reads every uncommitted entry, with `deliveries` > 1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from adapters.codec import dump_item, load_item
+from adapters.codec import (
+    dump_conversation,
+    dump_item,
+    dump_message,
+    load_conversation,
+    load_item,
+    load_message,
+)
 from adapters.errors import TransientError
-from adapters.ports import Delivery, InboxDurability, InboxStats
+from adapters.ports import Delivery, InboxDurability, InboxStats, StateWrite
 from adapters.redis_durability import WaitAof, check_waitaof, read_durability
+from models.conversation import ConversationRecord, MessageRecord
 from models.inbox import StoredItem
 
 GROUP = "shards"
@@ -49,26 +73,65 @@ return 1
 # 8.2.3 still refuses the SETs there), so the commit that would free memory by deleting the
 # published entries was refused too and a full inbox could never drain (tested in
 # tests/integration/test_redis_safety.py). Nothing runs between a script's commands and
-# Redis never stops one half-way for memory, so acknowledgement, deletion, sequences and
-# marks stay one atomic step, as in the MULTI; allow-oom lets it run at the limit. It
-# writes a batch's marks and sequences (145 B and 116 B each, docs/redis.md) while
-# deleting its entries (~1.4 KB for a 0.8 KB text), so a commit at the limit frees more
-# than it writes; at worst (tiny entries) it overshoots maxmemory by one batch's marks.
-# KEYS[1]: the stream; KEYS[2]: the sequences hash of versions before issue 9 (read as a
-# fallback, expired one TTL after the first commit of this version); KEYS[3..2+n]: the n
-# conversations' sequence keys; then one key per item mark. ARGV[1]: the group; ARGV[2]: n;
-# ARGV[3]: the marks' window (s); ARGV[4]: the sequences' TTL (s); ARGV[5..4+n]: the
-# sequences; then the entry ids (500 per XACK: unpack's stack is bounded).
+# Redis never stops one half-way for memory, so acknowledgement, deletion, conversation
+# and message records, the customer index and the marks stay one atomic step, as in the
+# MULTI; allow-oom lets it run at the limit. It writes a batch's marks (145 B each),
+# message records (~320-410 B) and conversation records (~0.9-1 KB with the index set on
+# 7.0.15, docs/redis.md) while deleting its entries (~1.4 KB for a 0.8 KB text). A
+# record is rewritten in place, so for known conversations a commit at the limit frees
+# more than it writes; a new conversation's first item writes more than its entry frees
+# (~0.9 KB more for a short text), so draining a backlog of new conversations can take
+# Redis above maxmemory by that much per entry: headroom docs/redis.md sizes.
+#
+# KEYS[1]: the stream; KEYS[2]: the sequences hash of versions before issue 9; then n
+# conversation record keys; then the n conversations' issue-9 sequence keys (in the same
+# order); then m message record keys; then x customer index sets; then one key per item
+# mark. ARGV[1]: the group; ARGV[2..4]: n, m, x; ARGV[5]: the marks' window (s);
+# ARGV[6]: the retention (s, 0: records and index sets never expire); ARGV[7]: the message
+# records' TTL (s); then the n conversation ids, the n record bodies, the m message
+# bodies, the x index members (the conversation id each set gains); then the entry ids
+# (500 per XACK: unpack's stack is bounded).
+#
+# Order: a script that fails is not rolled back, so the commands that can fail come first.
+# Only a key of another type can make one fail (WRONGTYPE: written by something else):
+# SADD on an index set, then XACK/XDEL on the stream; SET, DEL and EXPIRE cannot fail
+# on any key, nor HDEL on the old hash (only ever a hash). A failing commit has then
+# written at most index members (`find_conversations` ignores a member without a matching
+# record) and the batch is retried whole: no entry is acknowledged without its records
+# and marks.
+#
+# A record supersedes the sequence an earlier version stored: the commit deletes it
+# (DEL, HDEL), so a record that later expires cannot bring the old numbering back. With a
+# retention, the old hash also expires one retention after the first commit (EXPIRE NX):
+# a conversation silent that long starts over anyway. A plain SET (no retention) also
+# drops a TTL an earlier configuration gave the record, and PERSIST does so for its index.
 _COMMIT = """#!lua flags=allow-oom
-local n = tonumber(ARGV[2])
-for i = 5 + n, #ARGV, 500 do
+local n, m, x = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local retention, message_ttl = tonumber(ARGV[6]), ARGV[7]
+for i = 1, x do
+  local set = KEYS[2 + 2 * n + m + i]
+  redis.call('SADD', set, ARGV[7 + 2 * n + m + i])
+  if retention > 0 then redis.call('EXPIRE', set, retention) else redis.call('PERSIST', set) end
+end
+for i = 8 + 2 * n + m + x, #ARGV, 500 do
   local last = math.min(i + 499, #ARGV)
   redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, last))
   redis.call('XDEL', KEYS[1], unpack(ARGV, i, last))
 end
-for i = 1, n do redis.call('SET', KEYS[2 + i], ARGV[4 + i], 'EX', ARGV[4]) end
-for i = 3 + n, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[3]) end
-if n > 0 then redis.call('EXPIRE', KEYS[2], ARGV[4], 'NX') end
+for i = 1, n do
+  if retention > 0 then
+    redis.call('SET', KEYS[2 + i], ARGV[7 + n + i], 'EX', retention)
+  else
+    redis.call('SET', KEYS[2 + i], ARGV[7 + n + i])
+  end
+  redis.call('DEL', KEYS[2 + n + i])
+  redis.call('HDEL', KEYS[2], ARGV[7 + i])
+end
+if n > 0 and retention > 0 then redis.call('EXPIRE', KEYS[2], retention, 'NX') end
+for i = 1, m do
+  redis.call('SET', KEYS[2 + 2 * n + i], ARGV[7 + 2 * n + i], 'EX', message_ttl)
+end
+for i = 3 + 2 * n + m + x, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[5]) end
 return 1
 """
 
@@ -95,9 +158,13 @@ class RedisInbox:
         prefix: str,
         window_s: int,
         *,
-        sequence_ttl_s: int,
+        retention_s: int | None,
+        message_ttl_s: int,
         waitaof: WaitAof | None,
     ) -> None:
+        """`retention_s`: a conversation record (and its customer index) expires after this
+        many seconds without a write, None: never; `message_ttl_s`: each message record's
+        TTL, from its last write."""
         # Timeouts: a Redis that stops answering must fail the request (503) or the batch
         # (retried), never hang it. Reads block at most block_ms and WAITAOF at most its
         # timeout (checked by Settings), both well under 10 s.
@@ -106,7 +173,8 @@ class RedisInbox:
         )
         self._prefix = prefix
         self._window_s = window_s
-        self._sequence_ttl_s = sequence_ttl_s
+        self._retention_s = retention_s
+        self._message_ttl_s = message_ttl_s
         self._waitaof = waitaof
         self._append_once = self._redis.register_script(_APPEND_ONCE)
         self._commit = self._redis.register_script(_COMMIT)
@@ -126,8 +194,26 @@ class RedisInbox:
         return f"{self._prefix}seq"
 
     def sequence_key(self, conversation_id: str) -> str:
-        """The Redis key of a conversation's last sequence."""
+        """The issue-9 key of a conversation's last sequence (read only, as a fallback)."""
         return f"{self._prefix}seq:{conversation_id}"
+
+    def conversation_key(self, conversation_id: str) -> str:
+        """The Redis key of a conversation's record."""
+        return f"{self._prefix}conv:{conversation_id}"
+
+    def message_key(self, key: str) -> str:
+        """The Redis key of a message record (`key`: models.conversation.message_key)."""
+        return f"{self._prefix}msg:{key}"
+
+    def customer_keys(
+        self, tenant_id: str, *, wa_id: str | None = None, user_id: str | None = None
+    ) -> list[str]:
+        """The customer index sets of a tenant's customer: by wa_id, by user_id."""
+        base = f"{self._prefix}cust:{tenant_id}"
+        return [
+            *([f"{base}:w:{wa_id}"] if wa_id is not None else []),
+            *([f"{base}:u:{user_id}"] if user_id is not None else []),
+        ]
 
     def mark_key(self, key: str) -> str:
         """The Redis key of a dedup mark."""
@@ -181,10 +267,13 @@ class RedisInbox:
     async def read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
         """Pending entries of this partition's consumer first, then new ones.
 
-        One batch is read at a time and nothing is in hand when `read` is called, so every
-        pending entry of this consumer is an orphan of a failed or crashed batch. If a read
-        fails after Redis may already have handed entries over (a lost reply makes them
-        pending), the next read starts again from this consumer's pending entries.
+        The pending entries are re-read once per process, when it starts: then nothing is
+        in hand, so each is an orphan of a crashed process. After that only new entries
+        are read, so an entry this process holds uncommitted (a later one committed before
+        it) is not handed out again. If a read fails after Redis may already have handed
+        entries over (a lost reply makes them pending), the next read starts again from
+        this consumer's pending entries, so it hands out again the entries this process
+        still holds too (the caller skips the ids it holds; module docstring).
         """
         try:
             return await self._read(partition, count, block_ms)
@@ -243,24 +332,44 @@ class RedisInbox:
         self,
         partition: int,
         entry_ids: Sequence[str],
-        sequences: Mapping[str, int],
+        state: StateWrite,
         seen: Collection[str] = (),
     ) -> None:
-        """XACK + XDEL the entries, SET EX the sequences and the marks: one allow-oom script,
-        so it succeeds at the memory limit (the drain is what frees memory)."""
-        conversations = list(sequences.items())
+        """XACK + XDEL the entries, SET the conversation records (EX the retention, when
+        set) and SET EX the message records, SADD each customer conversation to its index
+        sets, SET EX the marks: one allow-oom script, so it succeeds at the memory limit
+        (the drain is what frees memory)."""
+        conversations = list(state.conversations.items())
+        messages = list(state.messages.items())
+        index: list[tuple[str, str]] = [
+            (key, cid)
+            for cid, record in conversations
+            if record.kind == "customer" and record.customer is not None
+            for key in self.customer_keys(
+                record.tenant_id, wa_id=record.customer.wa_id, user_id=record.customer.user_id
+            )
+        ]
         keys = [
             self.stream(partition),
             self._legacy_seq_key,
+            *(self.conversation_key(cid) for cid, _ in conversations),
             *(self.sequence_key(cid) for cid, _ in conversations),
+            *(self.message_key(key) for key, _ in messages),
+            *(key for key, _ in index),
             *(self.mark_key(key) for key in seen),
         ]
-        args: list[str | int] = [
+        args: list[str | int | bytes] = [
             GROUP,
             len(conversations),
+            len(messages),
+            len(index),
             self._window_s,
-            self._sequence_ttl_s,
-            *(seq for _, seq in conversations),
+            self._retention_s or 0,
+            self._message_ttl_s,
+            *(cid for cid, _ in conversations),
+            *(dump_conversation(record) for _, record in conversations),
+            *(dump_message(record) for _, record in messages),
+            *(cid for _, cid in index),
             *entry_ids,
         ]
         try:
@@ -268,24 +377,60 @@ class RedisInbox:
         except RedisError as exc:
             raise TransientError(f"redis commit: {exc}") from exc
 
-    async def sequences(self, conversation_ids: Collection[str]) -> dict[str, int]:
-        """MGET the conversations' keys, HMGET the pre-issue-9 hash beside: one round trip."""
+    async def conversations(
+        self, conversation_ids: Collection[str]
+    ) -> dict[str, ConversationRecord]:
+        """MGET the records, with the issue-9 sequence keys and the pre-issue-9 hash beside
+        (HMGET) for conversations without one: one round trip."""
         wanted = list(conversation_ids)
         if not wanted:
             return {}
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.mget([self.conversation_key(cid) for cid in wanted])
                 pipe.mget([self.sequence_key(cid) for cid in wanted])
                 pipe.hmget(self._legacy_seq_key, wanted)
-                current, legacy = await pipe.execute()
+                records, sequences, legacy = await pipe.execute()
         except RedisError as exc:
-            raise TransientError(f"redis sequences: {exc}") from exc
-        found: dict[str, int] = {}
-        for cid, now, old in zip(wanted, current, legacy, strict=True):
-            value = now if now is not None else old
-            if value is not None:
-                found[cid] = int(value)
+            raise TransientError(f"redis conversations: {exc}") from exc
+        found: dict[str, ConversationRecord] = {}
+        for cid, body, seq, old in zip(wanted, records, sequences, legacy, strict=True):
+            if body is not None:
+                found[cid] = load_conversation(body)
+            elif (value := seq if seq is not None else old) is not None:
+                found[cid] = ConversationRecord.legacy(cid, int(value))
         return found
+
+    async def messages(self, keys: Collection[str]) -> dict[str, MessageRecord]:
+        """MGET the message records: one round trip."""
+        wanted = list(keys)
+        if not wanted:
+            return {}
+        try:
+            bodies = await self._redis.mget([self.message_key(key) for key in wanted])
+        except RedisError as exc:
+            raise TransientError(f"redis messages: {exc}") from exc
+        return {k: load_message(b) for k, b in zip(wanted, bodies, strict=True) if b is not None}
+
+    async def find_conversations(
+        self, tenant_id: str, *, wa_id: str | None = None, user_id: str | None = None
+    ) -> list[ConversationRecord]:
+        """SUNION of the customer's index sets, then MGET their records: two round trips.
+
+        A set can name a conversation whose record has expired since, or whose customer
+        no longer has this id: only records that still match are returned.
+        """
+        sets = self.customer_keys(tenant_id, wa_id=wa_id, user_id=user_id)
+        if not sets:
+            return []
+        try:
+            members: Any = await self._redis.sunion(sets)
+            ids = sorted(m.decode() for m in members)
+            bodies = await self._redis.mget([self.conversation_key(c) for c in ids]) if ids else []
+        except RedisError as exc:
+            raise TransientError(f"redis find_conversations: {exc}") from exc
+        records = [load_conversation(body) for body in bodies if body is not None]
+        return [r for r in records if _matches(r, tenant_id, wa_id, user_id)]
 
     async def backlog(self, partition: int) -> int:
         """XLEN: committed entries are deleted, so the length is the backlog."""
@@ -325,3 +470,15 @@ class RedisInbox:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._redis.aclose()
+
+
+def _matches(
+    record: ConversationRecord, tenant_id: str, wa_id: str | None, user_id: str | None
+) -> bool:
+    """Whether a record is a customer conversation of this tenant with this wa_id or user_id."""
+    customer = record.customer
+    if record.kind != "customer" or customer is None or record.tenant_id != tenant_id:
+        return False
+    return (wa_id is not None and customer.wa_id == wa_id) or (
+        user_id is not None and customer.user_id == user_id
+    )

@@ -3,6 +3,21 @@
 Dedup marks are rows of `seen (key, expires)`, written in the same transaction as the
 items they guard (a delivery) or the commit that published them (an item); expired rows
 are ignored at once and deleted at most once a minute, so the table holds one window.
+
+Conversation state (issue 10) is kept the same way: a row of `conversations` per
+conversation (the record as compact JSON, adapters/codec.py, beside the columns the
+customer look-up is indexed on; `expires` NULL: kept for ever, else one retention after
+its last write) and a row of `messages` per message record (expiring after the
+message-state TTL), both written by the commit's transaction and purged with the marks.
+The `sequences` table of earlier versions is only read, as a fallback for a conversation
+without a record, and its row is deleted by the commit that writes the record.
+
+Reads and out-of-order commits: each partition's reader keeps a cursor, the highest id it
+has handed out, and reads only above it; ids grow in commit order (one writer at a time),
+so no entry appears below it later. An entry this process holds uncommitted while later
+ones are committed is therefore never handed out again by it, failed reads included (the
+cursor moves only once a read's entries are decoded). A new process (a restart) starts
+at 0 and re-reads every uncommitted entry, its `deliveries` counted up.
 """
 
 from __future__ import annotations
@@ -10,13 +25,21 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.codec import dump_item, load_item
-from adapters.ports import Delivery, InboxDurability, InboxStats
+from adapters.codec import (
+    dump_conversation,
+    dump_item,
+    dump_message,
+    load_conversation,
+    load_item,
+    load_message,
+)
+from adapters.ports import Delivery, InboxDurability, InboxStats, StateWrite
 from adapters.sqlite_db import SqliteDb
+from models.conversation import ConversationRecord, MessageRecord
 from models.inbox import StoredItem
 
 _SCHEMA = """
@@ -31,6 +54,23 @@ CREATE TABLE IF NOT EXISTS sequences (
     conversation_id TEXT PRIMARY KEY,
     seq INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS conversations (
+    conversation_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    wa_id TEXT,
+    user_id TEXT,
+    body BLOB NOT NULL,
+    expires REAL
+);
+CREATE INDEX IF NOT EXISTS conversations_wa_id ON conversations (tenant_id, wa_id);
+CREATE INDEX IF NOT EXISTS conversations_user_id ON conversations (tenant_id, user_id);
+CREATE INDEX IF NOT EXISTS conversations_expires ON conversations (expires);
+CREATE TABLE IF NOT EXISTS messages (
+    key TEXT PRIMARY KEY,
+    body BLOB NOT NULL,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_expires ON messages (expires);
 CREATE TABLE IF NOT EXISTS seen (
     key TEXT PRIMARY KEY,
     expires REAL NOT NULL
@@ -38,6 +78,17 @@ CREATE TABLE IF NOT EXISTS seen (
 CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires);
 """
 _PURGE_EVERY_S = 60.0
+# A customer's conversations: one indexed search per id, merged (with `wa_id = ? OR
+# user_id = ?` SQLite 3.40 searched one index by the tenant alone and filtered all of the
+# tenant's rows). An absent id is bound as NULL, and `column = NULL` matches no row.
+_FIND = """
+SELECT conversation_id, body FROM conversations
+WHERE tenant_id = ?1 AND wa_id = ?2 AND (expires IS NULL OR expires > ?4)
+UNION
+SELECT conversation_id, body FROM conversations
+WHERE tenant_id = ?1 AND user_id = ?3 AND (expires IS NULL OR expires > ?4)
+ORDER BY conversation_id
+"""
 
 _IDLE_POLL_S = (0.002, 0.05)  # sqlite has no blocking read: poll, backing off while idle
 # Values per `IN (...)`: SQLite builds before 3.32 allow 999 parameters per statement.
@@ -57,12 +108,34 @@ def _select_in(
     return rows
 
 
+def _customer_ids(record: ConversationRecord) -> tuple[str | None, str | None]:
+    """The (wa_id, user_id) `find_conversations` finds the record by: customer
+    conversations only, so a group's or a tenant's record is never found."""
+    if record.kind != "customer" or record.customer is None:
+        return None, None
+    return record.customer.wa_id, record.customer.user_id
+
+
 class SqliteInbox:
     """The Inbox port on SQLite (WAL). One reader per partition, in this process."""
 
-    def __init__(self, path: Path, window_s: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        window_s: int,
+        *,
+        retention_s: int | None,
+        message_ttl_s: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`retention_s`: a conversation record expires after this many seconds without a
+        write, None: never; `message_ttl_s`: each message record's TTL, from its last
+        write. The clock (every expiry: marks, records, messages) is injectable for tests."""
         self._db = SqliteDb(path, _SCHEMA)
         self._window_s = window_s
+        self._retention_s = retention_s
+        self._message_ttl_s = message_ttl_s
+        self._clock = clock
         self._purged_at = 0.0
         # Per-partition cursor: entries above it were handed out and not committed yet.
         # It starts at 0, so a restarted reader re-reads everything left uncommitted.
@@ -79,6 +152,8 @@ class SqliteInbox:
     def _purge(self, conn: sqlite3.Connection, now: float) -> None:
         if now - self._purged_at >= _PURGE_EVERY_S:
             conn.execute("DELETE FROM seen WHERE expires <= ?", (now,))
+            conn.execute("DELETE FROM conversations WHERE expires <= ?", (now,))
+            conn.execute("DELETE FROM messages WHERE expires <= ?", (now,))
             self._purged_at = now
 
     async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
@@ -86,7 +161,7 @@ class SqliteInbox:
         encoded = [(key, [(i.partition, dump_item(i)) for i in items]) for key, items in deliveries]
 
         def write(conn: sqlite3.Connection) -> list[bool]:
-            now = time.time()
+            now = self._clock()
             stored: list[bool] = []
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
@@ -105,7 +180,7 @@ class SqliteInbox:
 
         def fetch(conn: sqlite3.Connection) -> set[str]:
             query = "SELECT key FROM seen WHERE expires > ? AND key IN ({marks})"
-            return {row[0] for row in _select_in(conn, query, wanted, time.time())}
+            return {row[0] for row in _select_in(conn, query, wanted, self._clock())}
 
         return await self._db.run(fetch) if wanted else set()
 
@@ -149,16 +224,22 @@ class SqliteInbox:
         self,
         partition: int,
         entry_ids: Sequence[str],
-        sequences: Mapping[str, int],
+        state: StateWrite,
         seen: Collection[str] = (),
     ) -> None:
-        """Delete the entries, store the sequences and the marks in one transaction."""
+        """Delete the entries, upsert the conversation and message records, delete the
+        records' superseded legacy sequences and store the marks: one transaction."""
         ids = [(int(entry_id),) for entry_id in entry_ids]
-        seqs = list(sequences.items())
         keys = list(seen)
+        records = [
+            (cid, record.tenant_id, *_customer_ids(record), dump_conversation(record))
+            for cid, record in state.conversations.items()
+        ]
+        messages = [(key, dump_message(record)) for key, record in state.messages.items()]
 
         def write(conn: sqlite3.Connection) -> None:
-            now = time.time()
+            now = self._clock()
+            expires = now + self._retention_s if self._retention_s is not None else None
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(
@@ -169,22 +250,71 @@ class SqliteInbox:
                 self._purge(conn, now)
                 conn.executemany("DELETE FROM inbox WHERE id = ?", ids)
                 conn.executemany(
-                    "INSERT INTO sequences (conversation_id, seq) VALUES (?, ?) "
-                    "ON CONFLICT (conversation_id) DO UPDATE SET seq = excluded.seq",
-                    seqs,
+                    "INSERT INTO conversations "
+                    "(conversation_id, tenant_id, wa_id, user_id, body, expires) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (conversation_id) DO UPDATE SET "
+                    "tenant_id = excluded.tenant_id, wa_id = excluded.wa_id, "
+                    "user_id = excluded.user_id, body = excluded.body, expires = excluded.expires",
+                    [(*row, expires) for row in records],
+                )
+                conn.executemany(
+                    "DELETE FROM sequences WHERE conversation_id = ?", [(r[0],) for r in records]
+                )
+                conn.executemany(
+                    "INSERT INTO messages (key, body, expires) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET body = excluded.body, "
+                    "expires = excluded.expires",
+                    [(*row, now + self._message_ttl_s) for row in messages],
                 )
 
         await self._db.run(write)
 
-    async def sequences(self, conversation_ids: Collection[str]) -> dict[str, int]:
-        """Last published sequence per conversation."""
+    async def conversations(
+        self, conversation_ids: Collection[str]
+    ) -> dict[str, ConversationRecord]:
+        """Live records; a conversation without one falls back to a legacy sequence."""
         wanted = list(conversation_ids)
 
-        def fetch(conn: sqlite3.Connection) -> dict[str, int]:
+        def fetch(conn: sqlite3.Connection) -> dict[str, ConversationRecord]:
+            query = (
+                "SELECT conversation_id, body FROM conversations "
+                "WHERE (expires IS NULL OR expires > ?) AND conversation_id IN ({marks})"
+            )
+            found = {
+                cid: load_conversation(body)
+                for cid, body in _select_in(conn, query, wanted, self._clock())
+            }
+            rest = [cid for cid in wanted if cid not in found]
             query = "SELECT conversation_id, seq FROM sequences WHERE conversation_id IN ({marks})"
-            return {cid: seq for cid, seq in _select_in(conn, query, wanted)}
+            for cid, seq in _select_in(conn, query, rest):
+                found[cid] = ConversationRecord.legacy(cid, int(seq))
+            return found
 
         return await self._db.run(fetch) if wanted else {}
+
+    async def messages(self, keys: Collection[str]) -> dict[str, MessageRecord]:
+        """Live message records."""
+        wanted = list(keys)
+
+        def fetch(conn: sqlite3.Connection) -> dict[str, MessageRecord]:
+            query = "SELECT key, body FROM messages WHERE expires > ? AND key IN ({marks})"
+            rows = _select_in(conn, query, wanted, self._clock())
+            return {key: load_message(body) for key, body in rows}
+
+        return await self._db.run(fetch) if wanted else {}
+
+    async def find_conversations(
+        self, tenant_id: str, *, wa_id: str | None = None, user_id: str | None = None
+    ) -> list[ConversationRecord]:
+        """Live customer records of the tenant by wa_id or user_id (both indexed)."""
+        if wa_id is None and user_id is None:
+            return []
+
+        def fetch(conn: sqlite3.Connection) -> list[ConversationRecord]:
+            rows = conn.execute(_FIND, (tenant_id, wa_id, user_id, self._clock())).fetchall()
+            return [load_conversation(body) for _, body in rows]
+
+        return await self._db.run(fetch)
 
     async def backlog(self, partition: int) -> int:
         """Entries of the partition not committed yet."""
@@ -225,7 +355,7 @@ class SqliteInbox:
         """Live rows of `seen` (the marks) and the file's pages in use; no memory limit."""
 
         def read(conn: sqlite3.Connection) -> InboxStats:
-            marks = conn.execute("SELECT COUNT(*) FROM seen WHERE expires > ?", (time.time(),))
+            marks = conn.execute("SELECT COUNT(*) FROM seen WHERE expires > ?", (self._clock(),))
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             return InboxStats(

@@ -41,7 +41,10 @@ class RedisInboxConfig(_Config):
     url: str
     prefix: str
     dedup_window_s: int
-    sequence_ttl_s: int
+    # Conversation records expire after this much silence (None: never; Settings' 0);
+    # message records after their TTL.
+    conversation_retention_s: int | None
+    message_state_ttl_s: int
     # Refuse to start (and be not ready) on a Redis that can lose or evict acknowledged
     # appends: the production profile with WA_REDIS_DURABILITY=checked.
     enforce_durability: bool
@@ -62,6 +65,8 @@ class SqliteInboxConfig(_Config):
     kind: Literal["sqlite"] = "sqlite"
     path: Path
     dedup_window_s: int
+    conversation_retention_s: int | None  # None: never expire
+    message_state_ttl_s: int
 
 
 InboxConfig = Annotated[RedisInboxConfig | SqliteInboxConfig, Field(discriminator="kind")]
@@ -115,10 +120,16 @@ def build_inbox(config: RedisInboxConfig | SqliteInboxConfig) -> Inbox:
             config.url,
             config.prefix,
             config.dedup_window_s,
-            sequence_ttl_s=config.sequence_ttl_s,
+            retention_s=config.conversation_retention_s,
+            message_ttl_s=config.message_state_ttl_s,
             waitaof=config.waitaof(),
         )
-    return SqliteInbox(config.path, config.dedup_window_s)
+    return SqliteInbox(
+        config.path,
+        config.dedup_window_s,
+        retention_s=config.conversation_retention_s,
+        message_ttl_s=config.message_state_ttl_s,
+    )
 
 
 class InboxNotDurable(RuntimeError):

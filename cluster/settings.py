@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     redis_durability: Literal["checked", "unchecked"] = "checked"
     redis_waitaof: str = "off"  # off | local | replicas:N | local+replicas:N
     redis_waitaof_timeout_ms: int = 2000
-    redis_sequence_ttl_s: int = 7 * 24 * 3600
     rabbitmq_url: str | None = None
     rabbitmq_exchange: str = "whatsapp.events"
     rabbitmq_confirm_timeout_s: float = 30.0
@@ -58,7 +57,16 @@ class Settings(BaseSettings):
     # ~590 us of shard CPU per event. It adds at most this much to ack->published latency.
     shard_linger_ms: float = 20.0
     shard_max_backoff_s: float = 5.0
-    shard_sequence_cache: int = 100_000
+    # Conversations (issue 10; docs/conversations.md). Records are kept until deleted
+    # unless a retention is set (0: never expire); message records (status order, reply
+    # threads) for the message-state TTL, the dedup window by default.
+    conversation_retention_s: int = 0
+    message_state_ttl_s: int = 7 * 24 * 3600
+    # Records cached per shard: bytes per resident record in docs/conversations.md.
+    conversation_cache: int = 20_000
+    conversation_idle_s: float = 3600.0
+    reorder_window_ms: float = 1000.0
+    reorder_max_held: int = 10_000
     shard_max_batch_bytes: int = 4 * 1024 * 1024
     shard_stall_after_s: float = 60.0
     ray_address: str | None = None
@@ -160,6 +168,19 @@ class Settings(BaseSettings):
         tenants = self.tenants()
         self._check_security(tenants)
         self._check_redis()
+        self._check_conversations()
+
+    def _check_conversations(self) -> None:
+        if self.conversation_retention_s < 0 or self.message_state_ttl_s < 1:
+            raise SettingsError(
+                "WA_CONVERSATION_RETENTION_S must be >= 0 and WA_MESSAGE_STATE_TTL_S >= 1"
+            )
+        if self.conversation_cache < 1 or self.conversation_idle_s <= 0:
+            raise SettingsError("WA_CONVERSATION_CACHE and WA_CONVERSATION_IDLE_S must be > 0")
+        if not 0 <= self.reorder_window_ms <= 60_000 or self.reorder_max_held < 1:
+            raise SettingsError(
+                "WA_REORDER_WINDOW_MS must be between 0 and 60000, WA_REORDER_MAX_HELD >= 1"
+            )
 
     def waitaof_counts(self) -> tuple[int, int]:
         """WA_REDIS_WAITAOF as (numlocal, numreplicas); (0, 0) for off."""
@@ -185,8 +206,6 @@ class Settings(BaseSettings):
         # Below the client's 10 s socket timeout, so WAITAOF answers before the socket gives up.
         if not 1 <= self.redis_waitaof_timeout_ms <= 5000:
             raise SettingsError("WA_REDIS_WAITAOF_TIMEOUT_MS must be between 1 and 5000")
-        if self.redis_sequence_ttl_s < 1:
-            raise SettingsError("WA_REDIS_SEQUENCE_TTL_S must be >= 1")
 
     def _check_security(self, tenants: list[Tenant]) -> None:
         allowed = self.allowed_networks()

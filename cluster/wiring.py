@@ -105,14 +105,20 @@ def _inbox(settings: Settings, data_dir: Path) -> InboxConfig:
             url=settings.redis_url,
             prefix=settings.redis_prefix,
             dedup_window_s=settings.dedup_window_s,
-            sequence_ttl_s=settings.redis_sequence_ttl_s,
+            conversation_retention_s=settings.conversation_retention_s or None,
+            message_state_ttl_s=settings.message_state_ttl_s,
             enforce_durability=settings.profile == "production"
             and settings.redis_durability == "checked",
             waitaof_local=waitaof_local,
             waitaof_replicas=waitaof_replicas,
             waitaof_timeout_ms=settings.redis_waitaof_timeout_ms,
         )
-    return SqliteInboxConfig(path=data_dir / "inbox.db", dedup_window_s=settings.dedup_window_s)
+    return SqliteInboxConfig(
+        path=data_dir / "inbox.db",
+        dedup_window_s=settings.dedup_window_s,
+        conversation_retention_s=settings.conversation_retention_s or None,
+        message_state_ttl_s=settings.message_state_ttl_s,
+    )
 
 
 def _publisher(settings: Settings, data_dir: Path) -> PublisherConfig:
@@ -165,10 +171,13 @@ def _shard(settings: Settings, partition: int) -> ShardConfig:
         block_ms=settings.shard_block_ms,
         linger_ms=settings.shard_linger_ms,
         max_backoff_s=settings.shard_max_backoff_s,
-        sequence_cache=settings.shard_sequence_cache,
         max_item_age_s=settings.max_item_age_s,
         max_batch_bytes=settings.shard_max_batch_bytes,
         stall_after_s=settings.shard_stall_after_s,
+        conversation_cache=settings.conversation_cache,
+        conversation_idle_s=settings.conversation_idle_s,
+        reorder_window_ms=settings.reorder_window_ms,
+        reorder_max_held=settings.reorder_max_held,
     )
 
 

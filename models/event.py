@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.conversation import ConversationContext, ConversationState
 from models.event_keys import routing_key
 from models.event_message import ErrorInfo, MessageData
 from models.event_status import StatusData
@@ -56,11 +57,20 @@ class ReferredProduct(_Frozen):
 
 
 class ReplyTo(_Frozen):
-    """The message this one answers (a reply, a button tap, a product enquiry)."""
+    """The message this one answers (a reply, a button tap, a product enquiry).
+
+    `event_id`: the event the service published for the parent message (None when it
+    never saw the parent as a message: a business message known only from its statuses,
+    or one it never saw). `thread_root_id`: the message id of the first message of the
+    reply chain, following the parents the service has seen; the parent itself when the
+    parent is unknown (docs/events.md).
+    """
 
     message_id: str | None = None
     sender: str | None = None
     referred_product: ReferredProduct | None = None
+    event_id: str | None = None
+    thread_root_id: str | None = None
 
 
 class Forwarded(_Frozen):
@@ -83,6 +93,18 @@ class Referral(_Frozen):
     thumbnail_url: str | None = None
     ctwa_clid: str | None = None
     welcome_message: str | None = None
+
+
+class ConversationEventData(_Frozen):
+    """A conversation's record for the state-manager (category `conversation`, types
+    `created` and `updated`). `changes` names the members that changed (`updated` only):
+    `customer.name`, `customer.username`, `customer.wa_id`, `customer.user_id`,
+    `marketing_opt_out`, `service_window` (opened again after it had closed),
+    `participants`."""
+
+    kind: Literal["conversation"] = "conversation"
+    state: ConversationState
+    changes: list[str] = []
 
 
 class ErrorEventData(_Frozen):
@@ -123,7 +145,13 @@ class UnknownFieldData(_Frozen):
 
 
 EventData = Annotated[
-    MessageData | StatusData | ErrorEventData | UnsupportedData | UnknownFieldData | FieldEventData,
+    MessageData
+    | StatusData
+    | ConversationEventData
+    | ErrorEventData
+    | UnsupportedData
+    | UnknownFieldData
+    | FieldEventData,
     Field(discriminator="kind"),
 ]
 """Every `data` shape of schema v1, tagged by `kind`."""
@@ -133,7 +161,10 @@ class NormalizedEvent(_Frozen):
     """One published event. `event_id` is the consumers' idempotency key.
 
     `sequence` is strictly increasing per `conversation_id` in publish order; a redelivery
-    after a crash repeats an `event_id`, never reorders a conversation.
+    after a crash repeats an `event_id`, never reorders a conversation. `context` is the
+    conversation after the item was applied (None for items of no conversation: account,
+    template, ... events); `late` marks a message published after a later message of
+    its conversation (by Meta's timestamp) had been published.
     """
 
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -152,6 +183,8 @@ class NormalizedEvent(_Frozen):
     reply_to: ReplyTo | None = None
     forwarded: Forwarded | None = None
     referral: Referral | None = None
+    context: ConversationContext | None = None
+    late: bool = False
     data: EventData
 
     @property

@@ -35,7 +35,11 @@ class StatusData(_Closed):
     """`status` is Meta's state, lower-cased (sent, delivered, read, played, failed, ...).
 
     `status_of` is `message` for message statuses and `call` for call statuses.
-    `group_id` is set when the message was sent to a group.
+    `group_id` is set when the message was sent to a group. `message_state` is the
+    message's state after this status was applied (the per-message machine `sent` <
+    `delivered` < `read` < `played`, `failed` terminal; None for call statuses and states
+    outside the machine before any was seen); `stale` marks a status that arrived after a
+    later state was reached: published, never moving the state back.
     """
 
     kind: Literal["status"] = "status"
@@ -50,3 +54,5 @@ class StatusData(_Closed):
     pricing: PricingInfo | None = None
     errors: list[ErrorInfo] = []
     biz_opaque_callback_data: str | None = None
+    message_state: str | None = None
+    stale: bool = False

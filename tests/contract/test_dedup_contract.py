@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.ports import Inbox
+from adapters.ports import Inbox, StateWrite
 from tests.support.configs import redis_inbox, sqlite_inbox
 from tests.support.events import inbox_item as item
 from tests.support.events import store
@@ -68,7 +68,7 @@ async def test_item_marks_are_written_by_commit(make_inbox: Factory) -> None:
     await store(inbox, [item(1)])
     batch = await inbox.read(0, 10, 50)
     assert await inbox.seen(["i:1", "i:2"]) == set()
-    await inbox.commit(0, [s.entry_id for s in batch], {"c1": 1}, seen=["i:1"])
+    await inbox.commit(0, [s.entry_id for s in batch], StateWrite(), seen=["i:1"])
     assert await inbox.seen(["i:1", "i:2"]) == {"i:1"}
     assert await inbox.seen([]) == set()
 
@@ -77,7 +77,7 @@ async def test_marks_expire_after_the_window(make_inbox: Factory) -> None:
     """With a 1 s window a key is new again after it, for deliveries and items alike."""
     inbox = make_inbox(1)
     await inbox.append_deliveries([("d:1", [item(1)])])
-    await inbox.commit(0, [], {}, seen=["i:1"])
+    await inbox.commit(0, [], StateWrite(), seen=["i:1"])
     await asyncio.sleep(2.1)
     assert await inbox.seen(["i:1"]) == set()
     assert await inbox.append_deliveries([("d:1", [item(1)])]) == [True]
@@ -102,7 +102,7 @@ async def unreachable_inbox(request: pytest.FixtureRequest, tmp_path: Path) -> A
 MARK_CALLS: dict[str, Callable[[Inbox], Awaitable[object]]] = {
     "append_deliveries": lambda inbox: inbox.append_deliveries([("d:1", [item(1)])]),
     "seen": lambda inbox: inbox.seen(["i:1"]),
-    "commit": lambda inbox: inbox.commit(0, [], {}, seen=["i:1"]),
+    "commit": lambda inbox: inbox.commit(0, [], StateWrite(), seen=["i:1"]),
 }
 
 

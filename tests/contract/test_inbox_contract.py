@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from adapters.ports import Inbox
+from adapters.ports import Inbox, StateWrite
+from models.conversation import ConversationRecord, MessageRecord
 from tests.conftest import REDIS_URL
 from tests.support.configs import redis_inbox, sqlite_inbox
 from tests.support.events import inbox_item as item
@@ -19,6 +19,29 @@ from tests.support.unreachable import UNWRITABLE_DB_KINDS, fails_transiently, un
 Factory = Callable[[], Inbox]
 
 WINDOW_S = 3600  # dedup window of every inbox here; expiry is the dedup suite's subject
+
+
+def numbered(**last_sequences: int) -> StateWrite:
+    """A commit's state: each conversation's record with this last sequence (the records
+    themselves are tests/contract/test_conversation_store_contract.py's subject)."""
+    return StateWrite(
+        conversations={
+            cid: ConversationRecord(
+                conversation_id=cid,
+                tenant_id="acme",
+                kind="customer",
+                created_at=datetime(2026, 1, 1, tzinfo=UTC),
+                last_sequence=seq,
+            )
+            for cid, seq in last_sequences.items()
+        }
+    )
+
+
+async def last_sequences(inbox: Inbox, *conversation_ids: str) -> dict[str, int]:
+    """The stored last sequence of each conversation that has a record."""
+    found = await inbox.conversations(conversation_ids)
+    return {cid: record.last_sequence for cid, record in found.items()}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
@@ -70,7 +93,7 @@ async def test_uncommitted_entries_are_read_again_after_a_restart(make_inbox: Fa
     crashed = make_inbox()
     await store(crashed, [item(n) for n in range(4)])
     batch = await crashed.read(0, 2, 50)
-    await crashed.commit(0, [batch[0].entry_id], {"c1": 1})
+    await crashed.commit(0, [batch[0].entry_id], numbered(c1=1))
     restarted = make_inbox()
     again = await restarted.read(0, 10, 50)
     rest = again + await restarted.read(0, 10, 50)
@@ -78,17 +101,38 @@ async def test_uncommitted_entries_are_read_again_after_a_restart(make_inbox: Fa
     assert rest[0].deliveries > 1
 
 
-async def test_commit_removes_entries_and_stores_sequences_together(make_inbox: Factory) -> None:
-    """After commit the backlog shrinks and the sequences are readable."""
+async def test_entries_committed_out_of_order_are_not_handed_out_twice(
+    make_inbox: Factory,
+) -> None:
+    """The shard commits later entries while it holds an earlier one back (its reorder
+    window): the held entry is not handed out again by this process, and a restarted
+    process gets it back as a redelivery."""
+    inbox = make_inbox()
+    await store(inbox, [item(n) for n in range(1, 4)])
+    first, second, third = await inbox.read(0, 3, 50)
+    await inbox.commit(0, [second.entry_id, third.entry_id], numbered(c1=2))
+    assert await inbox.read(0, 10, 30) == []
+    assert await inbox.backlog(0) == 1
+    restarted = make_inbox()
+    (again,) = await restarted.read(0, 10, 50)
+    assert again.entry_id == first.entry_id
+    assert again.item == first.item
+    assert again.deliveries > 1
+    assert await restarted.read(0, 10, 30) == []
+
+
+async def test_commit_removes_entries_and_stores_records_together(make_inbox: Factory) -> None:
+    """After commit the backlog shrinks and the conversations' records (their last
+    sequences) are readable; a later commit replaces a record."""
     inbox = make_inbox()
     await store(inbox, [item(1), item(2, conversation="c2")])
     assert await inbox.backlog(0) == 2
     batch = await inbox.read(0, 10, 50)
-    await inbox.commit(0, [s.entry_id for s in batch], {"c1": 7, "c2": 1})
+    await inbox.commit(0, [s.entry_id for s in batch], numbered(c1=7, c2=1))
     assert await inbox.backlog(0) == 0
-    assert await inbox.sequences(["c1", "c2", "c3"]) == {"c1": 7, "c2": 1}
-    await inbox.commit(0, [], {"c1": 8})
-    assert await inbox.sequences(["c1"]) == {"c1": 8}
+    assert await last_sequences(inbox, "c1", "c2", "c3") == {"c1": 7, "c2": 1}
+    await inbox.commit(0, [], numbered(c1=8))
+    assert await last_sequences(inbox, "c1", "c2") == {"c1": 8, "c2": 1}
 
 
 async def test_read_blocks_up_to_block_ms_then_returns_nothing(make_inbox: Factory) -> None:
@@ -131,56 +175,10 @@ async def test_stats_count_committed_marks(make_inbox: Factory) -> None:
     inbox = make_inbox()
     await store(inbox, [item(1)])
     batch = await inbox.read(0, 10, 50)
-    await inbox.commit(0, [s.entry_id for s in batch], {"c1": 1}, seen=["i:a", "i:b", "i:c"])
+    await inbox.commit(0, [s.entry_id for s in batch], numbered(c1=1), seen=["i:a", "i:b", "i:c"])
     stats = await inbox.stats()
     assert stats.expiring_keys >= 3
     assert stats.used_memory_bytes > 0
-
-
-@pytest.mark.redis
-async def test_redis_sequences_expire_after_their_ttl_of_silence(redis_prefix: str) -> None:
-    """A conversation's last sequence is its own key with the sequence TTL, renewed by each
-    commit: a conversation silent for longer starts again from none, so memory is bounded
-    by the conversations active within one TTL."""
-    inbox = redis_inbox(redis_prefix, window_s=WINDOW_S, sequence_ttl_s=1)
-    raw = aioredis_client()
-    try:
-        await inbox.commit(0, [], {"c1": 5, "c2": 1})
-        assert 0 < await raw.pttl(inbox.sequence_key("c1")) <= 1000
-        await asyncio.sleep(0.6)
-        await inbox.commit(0, [], {"c1": 6})  # renewed
-        await asyncio.sleep(0.6)
-        assert await inbox.sequences(["c1", "c2"]) == {"c1": 6}
-        await asyncio.sleep(0.6)
-        assert await inbox.sequences(["c1", "c2"]) == {}
-    finally:
-        await asyncio.gather(raw.aclose(), inbox.close())
-
-
-@pytest.mark.redis
-async def test_redis_reads_sequences_stored_before_issue_9_then_expires_them(
-    redis_prefix: str,
-) -> None:
-    """An upgrade keeps the numbering: sequences in the old hash `<prefix>seq` are read when
-    a conversation has no key of its own yet; the first commit gives the hash the TTL, so
-    it is gone once every conversation active since has its own key."""
-    raw = aioredis_client()
-    inbox = redis_inbox(redis_prefix, window_s=WINDOW_S, sequence_ttl_s=60)
-    try:
-        await raw.hset(f"{redis_prefix}seq", mapping={"c1": 41, "c2": 7})
-        assert await inbox.sequences(["c1", "c2", "c3"]) == {"c1": 41, "c2": 7}
-        await inbox.commit(0, [], {"c1": 42})
-        assert await inbox.sequences(["c1", "c2"]) == {"c1": 42, "c2": 7}
-        assert 0 < await raw.ttl(f"{redis_prefix}seq") <= 60
-    finally:
-        await asyncio.gather(raw.aclose(), inbox.close())
-
-
-def aioredis_client() -> Any:
-    """A raw client on the test Redis, to look behind the adapter."""
-    import redis.asyncio as aioredis
-
-    return aioredis.Redis.from_url(REDIS_URL)
 
 
 @pytest.mark.redis
@@ -237,8 +235,15 @@ async def unreachable_inbox(request: pytest.FixtureRequest, tmp_path: Path) -> A
 INBOX_CALLS: dict[str, Callable[[Inbox], Awaitable[object]]] = {
     "append_deliveries": lambda inbox: inbox.append_deliveries([("d:1", [item(1)])]),
     "read": lambda inbox: inbox.read(0, 10, 50),
-    "commit": lambda inbox: inbox.commit(0, ["1"], {"c1": 1}),
-    "sequences": lambda inbox: inbox.sequences(["c1"]),
+    "commit": lambda inbox: inbox.commit(0, ["1"], numbered(c1=1), seen=["i:1"]),
+    "commit_messages": lambda inbox: inbox.commit(
+        0, [], StateWrite(messages={"c1:wamid.1": MessageRecord(state="sent")})
+    ),
+    "seen": lambda inbox: inbox.seen(["i:1"]),
+    "conversations": lambda inbox: inbox.conversations(["c1"]),
+    "messages": lambda inbox: inbox.messages(["c1:wamid.1"]),
+    "find_conversations_by_wa_id": lambda inbox: inbox.find_conversations("acme", wa_id="1"),
+    "find_conversations_by_user_id": lambda inbox: inbox.find_conversations("acme", user_id="US.1"),
     "backlog": lambda inbox: inbox.backlog(0),
     "ping": lambda inbox: inbox.ping(),
     "durability": lambda inbox: inbox.durability(),

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from actors.shard import ConversationShard
 from adapters.errors import TransientError
 from adapters.outbox import OutboxPublisher, read_outbox
+from adapters.ports import StateWrite
 from adapters.redis_durability import WaitAof
 from adapters.redis_inbox import RedisInbox
 from cluster.backends import (
@@ -31,6 +32,7 @@ from cluster.backends import (
 from cluster.settings import Settings, SettingsError
 from cluster.wiring import Wiring
 from ingress.config import ReadyCheck
+from models.conversation import ConversationRecord, MessageRecord, message_key
 from tests.support.app import ingress_client, signed
 from tests.support.bodies import envelope, messages_value, text_message
 from tests.support.configs import redis_inbox, shard_config
@@ -117,8 +119,8 @@ def test_production_refuses_a_redis_without_aof_and_unchecked_opts_out(server: s
         ("noeviction", None),
         ("allkeys-lru", "inbox streams"),
         ("allkeys-random", "inbox streams"),
-        ("volatile-ttl", "dedup marks and per-conversation sequences"),
-        ("volatile-lru", "dedup marks and per-conversation sequences"),
+        ("volatile-ttl", "dedup marks, message and conversation records"),
+        ("volatile-lru", "dedup marks, message and conversation records"),
     ],
 )
 def test_only_noeviction_is_accepted(server: str, policy: str, refused_because: str | None) -> None:
@@ -266,14 +268,19 @@ async def test_a_full_inbox_refuses_appends_still_drains_then_accepts_again(
 
 
 async def test_stats_count_the_marks_and_memory_without_a_scan(server: str, opened: Opener) -> None:
-    """INFO keyspace's expiring keys: one per delivery mark, item mark and conversation."""
+    """INFO keyspace's expiring keys: one per delivery mark, item mark and message record
+    (conversation records are kept: no retention by default)."""
     inbox = opened("watest:stats:", url=server)
     empty = await inbox.stats()
     assert empty.expiring_keys == 0
     deliveries = [(f"d:{n}", [inbox_item(n, conversation="c1")]) for n in range(3)]
     await inbox.append_deliveries(deliveries)
     batch = await inbox.read(0, 10, 50)
-    await inbox.commit(0, [s.entry_id for s in batch], {"c1": 3}, seen=["i:0", "i:1", "i:2"])
+    state = StateWrite(
+        conversations={"c1": ConversationRecord.legacy("c1", 3)},
+        messages={message_key("c1", "wamid.1"): MessageRecord(state="read")},
+    )
+    await inbox.commit(0, [s.entry_id for s in batch], state, seen=["i:0", "i:1", "i:2"])
     stats = await inbox.stats()
     assert stats.expiring_keys == 3 + 3 + 1
     assert stats.used_memory_bytes > 0

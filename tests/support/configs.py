@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from actors.shard import ShardConfig
 from adapters.local_rate_limit import LocalRateLimiter
@@ -41,32 +43,60 @@ def ingress_config(**overrides: Any) -> IngressConfig:
 
 
 def shard_config(partition: int = 0, **overrides: Any) -> ShardConfig:
-    """Shard `partition`'s config of the embedded defaults, with `overrides` applied."""
+    """Shard `partition`'s config of the embedded defaults, with `overrides` applied; the
+    reorder window off unless given (a test driving `run_once` until it returns 0 would
+    stop while messages are held: tests of the window set it, with a wall clock)."""
+    overrides.setdefault("reorder_window_ms", 0.0)
     return dataclasses.replace(_wiring().shards[0], partition=partition, **overrides)
 
 
-def sqlite_inbox(path: Path, window_s: int | None = None) -> SqliteInbox:
-    """The embedded inbox at `path` (dedup window from Settings unless given)."""
-    return SqliteInbox(path, defaults().dedup_window_s if window_s is None else window_s)
+def sqlite_inbox(
+    path: Path,
+    window_s: int | None = None,
+    *,
+    retention_s: int | Literal["default"] | None = "default",
+    message_ttl_s: int | None = None,
+    clock: Callable[[], float] = time.time,
+) -> SqliteInbox:
+    """The embedded inbox at `path` (dedup window, conversation retention and message TTL
+    from Settings unless given; `retention_s=None`: never expire; the wall clock unless
+    given: a test can step time past an expiry instead of waiting)."""
+    settings = defaults()
+    return SqliteInbox(
+        path,
+        settings.dedup_window_s if window_s is None else window_s,
+        retention_s=_retention(settings) if retention_s == "default" else retention_s,
+        message_ttl_s=settings.message_state_ttl_s if message_ttl_s is None else message_ttl_s,
+        clock=clock,
+    )
 
 
 def redis_inbox(
     prefix: str,
     url: str = REDIS_URL,
     window_s: int | None = None,
-    sequence_ttl_s: int | None = None,
     waitaof: WaitAof | None = None,
+    *,
+    retention_s: int | Literal["default"] | None = "default",
+    message_ttl_s: int | None = None,
 ) -> RedisInbox:
-    """A Redis inbox under `prefix` (window and sequence TTL from Settings unless given;
-    no WAITAOF, the default, unless given)."""
+    """A Redis inbox under `prefix` (window, conversation retention and message TTL from
+    Settings unless given; `retention_s=None`: never expire; no WAITAOF, the default,
+    unless given)."""
     settings = defaults()
     return RedisInbox(
         url,
         prefix,
         settings.dedup_window_s if window_s is None else window_s,
-        sequence_ttl_s=settings.redis_sequence_ttl_s if sequence_ttl_s is None else sequence_ttl_s,
+        retention_s=_retention(settings) if retention_s == "default" else retention_s,
+        message_ttl_s=settings.message_state_ttl_s if message_ttl_s is None else message_ttl_s,
         waitaof=waitaof,
     )
+
+
+def _retention(settings: Settings) -> int | None:
+    """The configured conversation retention as the adapters take it (0: None, never)."""
+    return settings.conversation_retention_s or None
 
 
 def rabbit_publisher(exchange: str, url: str = RABBITMQ_URL) -> RabbitPublisher:

@@ -6,10 +6,11 @@ No patching of the project's code: the app is built on these exactly as on a rea
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 
 from adapters.errors import TransientError
-from adapters.ports import Delivery, Inbox, InboxDurability, InboxStats
+from adapters.ports import Delivery, Inbox, InboxDurability, InboxStats, StateWrite
+from models.conversation import ConversationRecord, MessageRecord
 from models.event import NormalizedEvent
 from models.inbox import StoredItem
 
@@ -46,22 +47,36 @@ class FailingInbox:
         self,
         partition: int,
         entry_ids: Sequence[str],
-        sequences: Mapping[str, int],
+        state: StateWrite,
         seen: Collection[str] = (),
     ) -> None:
         """Refused while down."""
         self._check()
-        await self.inner.commit(partition, entry_ids, sequences, seen)
+        await self.inner.commit(partition, entry_ids, state, seen)
 
     async def seen(self, keys: Collection[str]) -> set[str]:
         """Refused while down."""
         self._check()
         return await self.inner.seen(keys)
 
-    async def sequences(self, conversation_ids: Collection[str]) -> dict[str, int]:
+    async def conversations(
+        self, conversation_ids: Collection[str]
+    ) -> dict[str, ConversationRecord]:
         """Refused while down."""
         self._check()
-        return await self.inner.sequences(conversation_ids)
+        return await self.inner.conversations(conversation_ids)
+
+    async def messages(self, keys: Collection[str]) -> dict[str, MessageRecord]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.messages(keys)
+
+    async def find_conversations(
+        self, tenant_id: str, *, wa_id: str | None = None, user_id: str | None = None
+    ) -> list[ConversationRecord]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.find_conversations(tenant_id, wa_id=wa_id, user_id=user_id)
 
     async def backlog(self, partition: int) -> int:
         """Refused while down."""

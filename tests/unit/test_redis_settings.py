@@ -71,7 +71,6 @@ def test_waitaof_spellings(spelled: str, waitaof: WaitAof | None) -> None:
         {"redis_waitaof": "local+local"},
         {"redis_waitaof": "local", "redis_waitaof_timeout_ms": 0},
         {"redis_waitaof": "local", "redis_waitaof_timeout_ms": 10_000},
-        {"redis_sequence_ttl_s": 0},
     ],
 )
 def test_unusable_values_are_refused_with_the_variable_named(values: dict[str, object]) -> None:
