@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from actors.event_draft import EventDraft, business_of, content_id
@@ -61,14 +61,30 @@ def is_inbound_message(item: InboxItem) -> bool:
     return item.kind == "message" and item.field == "messages"
 
 
-def believed_time(draft: EventDraft) -> datetime:
-    """The item's Meta time, no later than MAX_CLOCK_AHEAD after its arrival; its arrival
-    when Meta gave none."""
-    arrived = draft.item.received_at
-    meta = draft.occurred_at
+def _raw_time(item: InboxItem) -> datetime | None:
+    """The raw item's own `timestamp`, for an item whose model did not fit (an
+    `unsupported` draft has no `occurred_at`); None when it has none that reads."""
+    raw = item.item.get("timestamp") if isinstance(item.item, dict) else None
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        return None
+    text = str(raw).strip()
+    if not text.isdigit() or not 0 < int(text) < 2**33:
+        return None
+    return datetime.fromtimestamp(int(text), tz=UTC)
+
+
+def meta_time(draft: EventDraft) -> datetime | None:
+    """The item's Meta time, no later than MAX_CLOCK_AHEAD after its arrival; None when
+    neither the draft nor the raw item has one."""
+    meta = draft.occurred_at or _raw_time(draft.item)
     if meta is None:
-        return arrived
-    return min(meta, arrived + MAX_CLOCK_AHEAD)
+        return None
+    return min(meta, draft.item.received_at + MAX_CLOCK_AHEAD)
+
+
+def believed_time(draft: EventDraft) -> datetime:
+    """The item's Meta time (meta_time), its arrival when it has none."""
+    return meta_time(draft) or draft.item.received_at
 
 
 def status_key(conversation_id: str, data: StatusData) -> str:
@@ -214,52 +230,61 @@ def apply(
     applied = Applied(record=base, created=created and kind != "tenant")
     change.set("updated_at", item.received_at)
 
+    if kind == "tenant":  # no conversation: the record only numbers the tenant's stream
+        applied.record = change.done()
+        return applied
     if kind == "customer":  # a group's senders are its participants, not its customer
         change.set(
             "customer", _merge_customer(change.get("customer"), parts.customer, change.changes)
         )
 
     if is_inbound_message(item):
-        _inbound(change, draft, at, kind, applied, messages)
+        _inbound(change, draft, meta_time(draft), kind, applied, messages)
     elif isinstance(parts.data, StatusData):
         _status(change, draft, parts.data, applied, messages)
     elif isinstance(parts.data, UserPreferences):
         _preferences(change, parts.data)
     elif isinstance(parts.data, GroupParticipantsUpdate) and kind == "group":
-        joined: list[str] = []
-        left: list[str] = []
-        for group in parts.data.groups:
-            extra = group.model_extra or {}
-            joined += _participant_ids(extra.get("added_participants"))
-            left += _participant_ids(extra.get("removed_participants"))
-        after = _participants_after(change.get("participants"), joined, left)
-        change.set("participants", after, "participants")
+        _members(change, parts.data)
 
     applied.record = change.done()
     if not applied.created:
         applied.changes = list(dict.fromkeys(change.changes))
-    if kind != "tenant":
-        applied.context = _context(applied.record, applied.created, item.received_at)
+    applied.context = _context(applied.record, applied.created, item.received_at)
     return applied
+
+
+def _members(change: _Change, data: GroupParticipantsUpdate) -> None:
+    joined: list[str] = []
+    left: list[str] = []
+    for group in data.groups:
+        extra = group.model_extra or {}
+        joined += _participant_ids(extra.get("added_participants"))
+        left += _participant_ids(extra.get("removed_participants"))
+    after = _participants_after(change.get("participants"), joined, left)
+    change.set("participants", after, "participants")
 
 
 def _inbound(
     change: _Change,
     draft: EventDraft,
-    at: datetime,
+    at: datetime | None,
     kind: ConversationKind,
     applied: Applied,
     messages: Mapping[str, MessageRecord],
 ) -> None:
-    last = change.get("last_inbound_at")
-    applied.late = last is not None and at < last
-    expires = change.get("window_expires_at")
-    if not applied.created and not applied.late and (expires is None or at >= expires):
-        change.changes.append("service_window")  # opened again after it had closed
+    """An inbound message: counted; its Meta time (None: it carries none that reads, so it
+    moves no time and is never late) drives the window and the late mark."""
     change.set("message_count", change.get("message_count") + 1)
-    if last is None or at > last:
-        change.set("last_inbound_at", at)
-        change.set("window_expires_at", at + SERVICE_WINDOW)
+    last = change.get("last_inbound_at")
+    if at is not None:
+        applied.late = last is not None and at < last
+        expires = change.get("window_expires_at")
+        if not applied.created and not applied.late and (expires is None or at >= expires):
+            change.changes.append("service_window")  # opened again after it had closed
+        if last is None or at > last:
+            change.set("last_inbound_at", at)
+            change.set("window_expires_at", at + SERVICE_WINDOW)
     if kind == "group":
         sender = _participant(draft.parts.customer)
         if sender is not None:

@@ -453,31 +453,10 @@ class ConversationShard:
             seen.add(key)
             numbered.marks.append(key)
             cid = draft.item.conversation_id
-            record = numbered.records.get(cid) or stored[cid]
-            applied = self._apply(record, draft, messages)
+            applied = self._apply(numbered.records.get(cid) or stored[cid], draft, messages)
             messages.update(applied.messages)
             numbered.messages.update(applied.messages)
-            seq = applied.record.last_sequence
-            if applied.created:
-                seq += 1
-                numbered.events.append(state_event("created", applied, draft, seq))
-                numbered.items.append(draft.item)
-            if applied.changes:
-                seq += 1
-                numbered.events.append(state_event("updated", applied, draft, seq))
-                numbered.items.append(draft.item)
-            seq += 1
-            numbered.events.append(self._number(draft, seq, numbered, applied))
-            numbered.items.append(draft.item)
-            counts = numbered.conversation_events
-            for kind, happened in (
-                ("created", applied.created),
-                ("updated", bool(applied.changes)),
-                ("late", applied.late),
-                ("stale", applied.status is not None and applied.status.stale),
-            ):
-                if happened:
-                    counts[kind] = counts.get(kind, 0) + 1
+            seq = self._events(draft, applied, numbered)
             numbered.records[cid] = applied.record.model_copy(update={"last_sequence": seq})
         if numbered.duplicates:
             self._metrics.duplicates_skipped(numbered.duplicates)
@@ -487,6 +466,29 @@ class ConversationShard:
             self._metrics.replays_quarantined(numbered.replays)
         return numbered
 
+    def _events(self, draft: EventDraft, applied: Applied, numbered: _Numbered) -> int:
+        """Append the item's state events and its own event, numbered from the record's
+        last sequence; returns the last sequence taken."""
+        seq = applied.record.last_sequence
+        kinds = ("created",) if applied.created else ()
+        for kind in (*kinds, *(("updated",) if applied.changes else ())):
+            seq += 1
+            numbered.events.append(state_event(kind, applied, draft, seq))
+            numbered.items.append(draft.item)
+        seq += 1
+        numbered.events.append(self._number(draft, seq, numbered, applied))
+        numbered.items.append(draft.item)
+        counts = numbered.conversation_events
+        for kind, happened in (
+            ("created", applied.created),
+            ("updated", bool(applied.changes)),
+            ("late", applied.late),
+            ("stale", applied.status is not None and applied.status.stale),
+        ):
+            if happened:
+                counts[kind] = counts.get(kind, 0) + 1
+        return seq
+
     def _apply(
         self,
         record: ConversationRecord | None,
@@ -495,7 +497,16 @@ class ConversationShard:
     ) -> Applied:
         """The item applied to its conversation; if that raises (a bug: `apply` is total
         for any draft), the event goes out without context and the record keeps only
-        its numbering, so the partition moves on."""
+        its numbering, so the partition moves on.
+
+        A replay (older than `max_item_age_s`) is quarantined: it takes the conversation's
+        next sequence but changes no record and publishes no state event (consumers of
+        `<tenant>.conversation.*` must not see what normal consumers are kept from), and
+        carries no context."""
+        if self._too_old(draft):
+            return Applied(
+                record=record or ConversationRecord.legacy(draft.item.conversation_id, 0)
+            )
         try:
             return apply(record, draft, messages)
         except MemoryError:

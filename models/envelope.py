@@ -198,7 +198,9 @@ def _owned(change: _Change, ctx: DeliveryContext, sizer: DeliverySizer | None) -
     shared = sizer.shared(change.shared()) if sizer is not None else 0
     items: list[InboxItem] = []
     for kind, i_idx, raw, contact in _found(change):
-        key = conversation_key(tenant_id, change.phone_number_id, customer_of(kind, raw))
+        key = conversation_key(
+            tenant_id, change.phone_number_id, customer_of(kind, change.field, raw)
+        )
         if sizer is not None:
             sizer.charge(shared, key, contact, raw)
         items.append(

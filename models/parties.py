@@ -3,6 +3,7 @@ that describes the sender of a message or the recipient of a status."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from models.inbox import ItemKind
@@ -20,10 +21,13 @@ def str_or_none(value: Any) -> str | None:
     return str(value)
 
 
-def customer_of(kind: ItemKind, item: Any) -> str | None:
+def customer_of(kind: ItemKind, field: str, item: Any) -> str | None:
     """The customer side of a conversation: wa_id first, business-scoped user id second.
 
     Group messages and group statuses are keyed by the group, which is the conversation.
+    A field change (`field` item) joins a conversation only when its field is one of
+    `_FIELD_PARTIES` and all of its entries name the same party; any other (several
+    customers or groups, malformed, no conversation at all) gives None: the tenant's key.
     """
     if not isinstance(item, dict):
         return None
@@ -36,7 +40,54 @@ def customer_of(kind: ItemKind, item: Any) -> str | None:
         if item.get("recipient_type") == "group" and recipient:
             return f"group:{recipient}"
         return recipient or str_or_none(item.get("recipient_user_id"))
+    if kind == "field":
+        party = _FIELD_PARTIES.get(field)
+        return _one_party(item, *party) if party is not None else None
     return None
+
+
+def _preference_customer(entry: dict[str, Any]) -> str | None:
+    """A `user_preferences[]` entry's customer, keyed like that customer's messages."""
+    return str_or_none(entry.get("wa_id")) or str_or_none(entry.get("user_id"))
+
+
+def _group_party(entry: dict[str, Any]) -> str | None:
+    """A `groups[]` entry's group, keyed like that group's messages."""
+    group_id = str_or_none(entry.get("group_id"))
+    return f"group:{group_id}" if group_id else None
+
+
+def _one_party(
+    value: dict[str, Any], list_name: str, party_of: Callable[[dict[str, Any]], str | None]
+) -> str | None:
+    """The party every entry of `value[list_name]` names, None unless there is exactly one.
+
+    A change naming two customers (or groups) cannot be ordered with both conversations,
+    so it stays on the tenant's key, as does an entry that names nobody or is not an object.
+    """
+    entries = value.get(list_name)
+    if not isinstance(entries, list) or not entries:
+        return None
+    found: str | None = None
+    for entry in entries:
+        party = party_of(entry) if isinstance(entry, dict) else None
+        if party is None or (found is not None and party != found):
+            return None
+        found = party
+    return found
+
+
+_FIELD_PARTIES: dict[str, tuple[str, Callable[[dict[str, Any]], str | None]]] = {
+    "user_preferences": ("user_preferences", _preference_customer),
+    "group_lifecycle_update": ("groups", _group_party),
+    "group_participants_update": ("groups", _group_party),
+    "group_settings_update": ("groups", _group_party),
+    "group_status_update": ("groups", _group_party),
+}
+"""The fields whose change belongs to one conversation: field -> (the list in its value,
+the party one entry names). The conversation state of issue 10 needs them there: a
+customer's marketing opt-out is part of the customer's record, a group's participants
+part of the group's, and only the shard owning that conversation holds its record."""
 
 
 def _ids_of(contact: dict[str, Any]) -> tuple[str | None, str | None]:

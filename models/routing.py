@@ -4,7 +4,8 @@ Ordering is per conversation. A conversation is (tenant, business phone_number_i
 customer), where the customer is the `wa_id` when Meta sends one and the business-scoped
 `user_id` otherwise, so that a customer keeps one key while Meta rolls out usernames.
 Items that belong to no conversation (account, template, ... events) share one key per
-tenant, so they stay ordered among themselves.
+tenant, so they stay ordered among themselves; a field change about exactly one customer
+or group (user_preferences, group_*) is keyed by that conversation (models/parties.py).
 """
 
 from __future__ import annotations

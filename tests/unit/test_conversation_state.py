@@ -100,20 +100,27 @@ def run(drafts: list[EventDraft], record: ConversationRecord | None = None) -> l
 
 def test_a_new_customer_s_first_message_creates_the_record_with_an_open_window() -> None:
     (first,) = run([text(1, name="Ann")])
-    assert first.created and first.changes == []
+    assert first.created
+    assert first.changes == []
     record = first.record
-    assert record.kind == "customer" and record.message_count == 1
-    assert record.customer is not None and record.customer.name == "Ann"
+    assert record.kind == "customer"
+    assert record.message_count == 1
+    assert record.customer is not None
+    assert record.customer.name == "Ann"
     assert record.customer.wa_id == CUSTOMER
-    assert record.last_inbound_at == T0 and record.first_seen_at == T0
+    assert record.last_inbound_at == T0
+    assert record.first_seen_at == T0
     assert record.window_expires_at == T0 + timedelta(hours=24)
-    assert first.context is not None and first.context.new
-    assert first.context.service_window.open and first.context.message_count == 1
+    assert first.context is not None
+    assert first.context.new
+    assert first.context.service_window.open
+    assert first.context.message_count == 1
 
 
 def test_later_messages_count_and_only_record_changes_publish_updates() -> None:
     applied = run([text(1, name="Ann"), text(2, T0 + timedelta(minutes=1), name="Ann")])
-    assert not applied[1].created and applied[1].changes == []
+    assert not applied[1].created
+    assert applied[1].changes == []
     assert applied[1].record.message_count == 2
     renamed = run([text(3, T0 + timedelta(minutes=2), name="Ann B")], applied[1].record)
     assert renamed[0].changes == ["customer.name"]
@@ -128,7 +135,8 @@ def test_a_window_that_had_closed_opening_again_is_a_change() -> None:
 
 def test_a_message_older_than_the_latest_is_late_and_moves_no_time_back() -> None:
     applied = run([text(2, T0 + timedelta(seconds=10)), text(1, T0)])
-    assert applied[1].late and not applied[0].late
+    assert applied[1].late
+    assert not applied[0].late
     assert applied[1].record.last_inbound_at == T0 + timedelta(seconds=10)
     assert applied[1].record.message_count == 2
 
@@ -186,7 +194,8 @@ def test_the_state_never_moves_back_whatever_order_statuses_arrive_in(order: lis
 def test_read_then_a_late_delivered_is_stale_and_keeps_read() -> None:
     applied = run([status("wamid.out1", "read"), status("wamid.out1", "delivered")])
     first, late = applied[0].status, applied[1].status
-    assert isinstance(first, StatusData) and isinstance(late, StatusData)
+    assert isinstance(first, StatusData)
+    assert isinstance(late, StatusData)
     assert (first.message_state, first.stale) == ("read", False)
     assert (late.message_state, late.stale) == ("read", True)
     assert late.status == "delivered"  # published as Meta sent it
@@ -195,9 +204,12 @@ def test_read_then_a_late_delivered_is_stale_and_keeps_read() -> None:
 def test_a_status_of_a_message_never_seen_starts_its_machine_and_creates_the_conversation() -> None:
     (applied,) = run([status("wamid.unknown", "delivered")])
     assert applied.created  # a business-initiated conversation starts with a status
-    assert isinstance(applied.status, StatusData) and applied.status.message_state == "delivered"
-    assert applied.record.message_count == 0 and applied.record.last_inbound_at is None
-    assert applied.context is not None and not applied.context.service_window.open
+    assert isinstance(applied.status, StatusData)
+    assert applied.status.message_state == "delivered"
+    assert applied.record.message_count == 0
+    assert applied.record.last_inbound_at is None
+    assert applied.context is not None
+    assert not applied.context.service_window.open
 
 
 def test_a_status_with_a_pricing_conversation_records_its_expiry() -> None:
@@ -259,7 +271,8 @@ def test_a_marketing_stop_and_resume_change_the_opt_out() -> None:
     assert applied[1].record.marketing_opt_out is True
     assert applied[1].changes == ["marketing_opt_out"]
     assert applied[2].record.marketing_opt_out is False
-    assert applied[2].context is not None and applied[2].context.marketing_opt_out is False
+    assert applied[2].context is not None
+    assert applied[2].context.marketing_opt_out is False
 
 
 def test_a_group_collects_participants_from_messages_and_participant_webhooks() -> None:
@@ -285,12 +298,14 @@ def test_a_group_collects_participants_from_messages_and_participant_webhooks() 
             members("remove", "447700900001"),
         ]
     )
-    assert applied[0].created and applied[0].record.kind == "group"
+    assert applied[0].created
+    assert applied[0].record.kind == "group"
     assert applied[0].record.group_id == group
     assert applied[1].changes == ["participants"]
     assert applied[2].changes == []  # already a participant
     assert applied[3].record.participants == ("447700900002", "447700900003")
-    assert applied[3].context is not None and applied[3].context.participants_count == 2
+    assert applied[3].context is not None
+    assert applied[3].context.participants_count == 2
     assert applied[0].record.customer is None  # a group has participants, not a customer
 
 
@@ -298,13 +313,16 @@ def test_tenant_items_keep_a_record_for_their_sequence_but_no_state_events() -> 
     key = conversation_key("acme", None, None)
     raw = {"phone_number": "15550100001", "event": "VERIFIED_ACCOUNT"}
     (applied,) = run([_item(raw, kind="field", field="account_update", key=key)])
-    assert not applied.created and applied.changes == [] and applied.context is None
+    assert not applied.created
+    assert applied.changes == []
+    assert applied.context is None
     assert applied.record.kind == "tenant"
 
 
 def test_a_legacy_sequence_continues_and_the_conversation_is_created() -> None:
     (applied,) = run([text(1)], ConversationRecord.legacy(CID, 41))
-    assert applied.created and applied.record.last_sequence == 41
+    assert applied.created
+    assert applied.record.last_sequence == 41
 
 
 def test_state_events_have_ids_stable_across_a_redelivery() -> None:
@@ -314,10 +332,57 @@ def test_state_events_have_ids_stable_across_a_redelivery() -> None:
     assert first == again
     assert first.routing_key == "acme.conversation.created"
     assert first.data.kind == "conversation"
-    assert first.data.state.customer is not None and first.data.state.customer.name == "Ann"
+    assert first.data.state.customer is not None
+    assert first.data.state.customer.name == "Ann"
     assert first.data.state.last_sequence == 1
 
 
 def test_message_records_are_scoped_to_the_conversation() -> None:
     (applied,) = run([text(1)])
     assert set(applied.messages) == {message_key(CID, "wamid.1")}
+
+
+def test_a_message_or_preference_on_the_tenant_stream_changes_no_state() -> None:
+    """A message naming no customer (no `from`) and a preference change naming several
+    customers are keyed by the tenant: numbered, never a state event or a record change."""
+    key = conversation_key("acme", None, None)
+    raw = {"id": "wamid.x", "timestamp": str(int(T0.timestamp())), "type": "text", "text": {}}
+    prefs = {
+        "messaging_product": "whatsapp",
+        "user_preferences": [
+            {"wa_id": w, "category": "marketing_messages", "value": "stop"} for w in ("1", "2")
+        ],
+    }
+    applied = run(
+        [
+            _item(raw, key=key),
+            _item(raw | {"id": "wamid.y"}, key=key, received=T0 + timedelta(days=2)),
+            _item(prefs, kind="field", field="user_preferences", key=key),
+        ]
+    )
+    assert [(a.created, a.changes, a.context) for a in applied] == [(False, [], None)] * 3
+    record = applied[-1].record
+    assert record.message_count == 0
+    assert record.window_expires_at is None
+    assert record.marketing_opt_out is None
+
+
+def test_an_unsupported_message_is_timed_by_its_raw_timestamp() -> None:
+    """A message whose model does not fit keeps its raw `timestamp` for ordering: it does
+    not move the conversation's time to its arrival and make its neighbours late."""
+    good = text(1, T0)
+    broken = _item(
+        {
+            "from": CUSTOMER,
+            "id": "wamid.2",
+            "timestamp": str(int(T0.timestamp())),
+            "type": "location",
+            "location": {"latitude": "north"},
+        },
+        received=T0 + timedelta(minutes=3),
+    )
+    assert broken.parts.category == "unsupported"
+    applied = run([good, broken, text(3, T0)])
+    assert applied[1].record.last_inbound_at == T0
+    assert applied[1].changes == []
+    assert not applied[2].late

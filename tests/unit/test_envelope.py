@@ -15,7 +15,9 @@ from models.envelope import (
     UnknownNumberError,
     split_delivery,
 )
+from models.meta.fields import FIELD_MODELS
 from models.parties import customer_of
+from models.routing import conversation_id, conversation_key, partition_of
 from tests.support.bodies import (
     PHONE_ID,
     envelope,
@@ -104,7 +106,129 @@ def test_customer_key_prefers_wa_id_then_user_id(
     kind: Any, item: dict[str, Any], expected: str | None
 ) -> None:
     """wa_id first, business-scoped user id second, groups by group id."""
-    assert customer_of(kind, item) == expected
+    assert customer_of(kind, "messages", item) == expected
+
+
+GROUP_FIELDS = sorted(f for f, model in FIELD_MODELS.items() if "groups" in model.model_fields)
+
+
+def _preferences(*entries: Any) -> dict[str, Any]:
+    return {"metadata": {"phone_number_id": PHONE_ID}, "user_preferences": list(entries)}
+
+
+def _groups(*entries: Any) -> dict[str, Any]:
+    return {"metadata": {"phone_number_id": PHONE_ID}, "groups": list(entries)}
+
+
+def _stop(**ids: Any) -> dict[str, Any]:
+    return {**ids, "category": "marketing_messages", "value": "stop"}
+
+
+def _key_of(field: str, value: dict[str, Any]) -> str:
+    (item,) = split_delivery(envelope((field, value)), CTX, everyone_is_acme)
+    assert item.kind == "field"
+    assert item.conversation_id == conversation_id(item.conversation_key)
+    assert item.partition == partition_of(item.conversation_key, CTX.partitions)
+    return item.conversation_key
+
+
+def _message_key(message: dict[str, Any]) -> str:
+    value = messages_value(messages=[message], contacts=[])
+    (item,) = split_delivery(envelope(("messages", value)), CTX, everyone_is_acme)
+    return item.conversation_key
+
+
+TENANT_KEY = conversation_key("acme", PHONE_ID, None)
+
+
+def test_the_group_fields_are_the_models_with_a_groups_list() -> None:
+    """The table's group fields are Meta's typed group fields: a new one is noticed."""
+    assert GROUP_FIELDS == [
+        "group_lifecycle_update",
+        "group_participants_update",
+        "group_settings_update",
+        "group_status_update",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entries", "sender"),
+    [
+        ([_stop(wa_id="447700900123")], {"from": "447700900123"}),
+        ([_stop(user_id="US.9")], {"from_user_id": "US.9"}),
+        ([_stop(wa_id="1", user_id="US.1"), _stop(wa_id="1")], {"from": "1"}),
+        ([_stop(wa_id="", user_id="US.2")], {"from": "", "from_user_id": "US.2"}),
+        ([_stop(wa_id=447700900123)], {"from": "447700900123"}),
+    ],
+)
+def test_one_customers_preferences_join_that_customers_conversation(
+    entries: list[dict[str, Any]], sender: dict[str, Any]
+) -> None:
+    """user_preferences naming one customer (wa_id, else user_id, in every entry) gets the
+    key, id and partition a message from that customer gets: the opt-out is part of the
+    customer's conversation."""
+    message = {"id": "wamid.P", "timestamp": "1", "type": "text", **sender}
+    assert _key_of("user_preferences", _preferences(*entries)) == _message_key(message)
+
+
+@pytest.mark.parametrize("field", GROUP_FIELDS)
+def test_one_groups_changes_join_that_groups_conversation(field: str) -> None:
+    """A group field whose groups[] all name one group is keyed like the group's messages."""
+    value = _groups({"group_id": "G1@g.us", "type": "a"}, {"group_id": "G1@g.us", "type": "b"})
+    group_message = {"from": "1", "group_id": "G1@g.us", "id": "wamid.G", "type": "text"}
+    assert _key_of(field, value) == _message_key(group_message)
+    assert _key_of(field, value) == conversation_key("acme", PHONE_ID, "group:G1@g.us")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("user_preferences", _preferences(_stop(wa_id="1"), _stop(wa_id="2"))),
+        ("user_preferences", _preferences(_stop(wa_id="1"), _stop(user_id="US.1"))),
+        ("user_preferences", _preferences(_stop(wa_id="1"), _stop())),
+        ("user_preferences", _preferences(_stop(wa_id=""))),
+        ("user_preferences", _preferences(_stop(wa_id={"x": 1}))),
+        ("user_preferences", _preferences(_stop(wa_id="1"), "stop")),
+        ("user_preferences", _preferences()),
+        ("user_preferences", {"metadata": {"phone_number_id": PHONE_ID}}),
+        ("user_preferences", {"user_preferences": {"wa_id": "1"}}),
+        ("group_participants_update", _groups({"group_id": "G1"}, {"group_id": "G2"})),
+        ("group_participants_update", _groups({"group_id": "G1"}, {"type": "x"})),
+        ("group_settings_update", _groups({"group_id": ""})),
+        ("group_status_update", _groups({"group_id": ["G1"]})),
+        ("group_lifecycle_update", _groups()),
+        # The right list under another field's name is no party of that field.
+        ("account_update", _preferences(_stop(wa_id="1"))),
+        ("history", _groups({"group_id": "G1"})),
+        ("brand_new_field", _groups({"group_id": "G1"})),
+    ],
+)
+def test_a_change_naming_no_single_party_keeps_the_tenant_key(
+    field: str, value: dict[str, Any]
+) -> None:
+    """Several customers or groups, one that names nobody, a malformed list or another
+    field: the tenant's non-conversation key, as before."""
+    assert _key_of(field, value) == TENANT_KEY
+
+
+def test_a_non_object_field_value_keeps_the_tenant_key() -> None:
+    """A change value that is not an object is one field item on the tenant's key."""
+    for field in ("user_preferences", *GROUP_FIELDS):
+        assert customer_of("field", field, ["not", "an", "object"]) is None
+        assert customer_of("field", field, None) is None
+
+
+_customers = st.sampled_from(["1", "2", "US.1"])
+
+
+@given(st.lists(_customers, min_size=1, max_size=6))
+def test_preferences_are_keyed_by_a_customer_only_when_all_entries_agree(
+    customers: list[str],
+) -> None:
+    """Whatever the entries: one distinct customer gives its key, two or more the tenant's."""
+    entries = [_stop(user_id=c) if c.startswith("US.") else _stop(wa_id=c) for c in customers]
+    expected = customers[0] if len(set(customers)) == 1 else None
+    assert customer_of("field", "user_preferences", _preferences(*entries)) == expected
 
 
 @pytest.mark.parametrize(

@@ -143,7 +143,11 @@ async def test_a_shard_never_turns_good_events_into_unsupported_on_a_send_failur
         await shard.run_once()
     down.clear()
     await drain(shard)
-    assert exchange.wire == [(f"wamid.{n}", n, "message.text") for n in (1, 2, 3)]
+    # c1 is new: its `conversation.created` takes sequence 1, the messages 2, 3, 4.
+    assert [(sequence, kind) for _, sequence, kind in exchange.wire[:1]] == [
+        (1, "conversation.created")
+    ]
+    assert exchange.wire[1:] == [(f"wamid.{n}", n + 1, "message.text") for n in (1, 2, 3)]
     assert stats.rejected == 0
     assert await inbox.backlog(0) == 0
     await inbox.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from ingress import rejection
+from ingress import admin, rejection
 from ingress.rejection import RequestRejected, error_response
 
 # (class, status, code, message when the raiser adds none)
@@ -28,6 +28,8 @@ TABLE: list[tuple[type[RequestRejected], int, str, str]] = [
         "the delivery would store too much",
     ),
     (rejection.InboxUnavailable, 503, "inbox_unavailable", "try again later"),
+    (admin.InvalidLookup, 400, "invalid_lookup", "invalid look-up parameters"),
+    (admin.ConversationNotFound, 404, "conversation_not_found", "no such conversation"),
 ]
 
 
@@ -91,12 +93,24 @@ def test_overloaded_asks_meta_to_retry_in_a_second() -> None:
     )
 
 
+def test_a_store_outage_of_the_admin_api_asks_to_retry_in_a_second() -> None:
+    """503 store_unavailable with Retry-After 1 (an admin look-up the store did not answer)."""
+    raised = admin.StateStoreUnavailable()
+    assert (raised.status, raised.code, raised.message, raised.headers) == (
+        503,
+        "store_unavailable",
+        "the store did not answer",
+        {"Retry-After": "1"},
+    )
+
+
 def test_every_rejection_is_in_the_table() -> None:
     """A new rejection gets its row here (the table is the contract of the error answers)."""
     tabled = {row[0] for row in TABLE} | {
         rejection.BodyTooLarge,
         rejection.RateLimited,
         rejection.Overloaded,
+        admin.StateStoreUnavailable,
     }
     assert set(_family(RequestRejected)) == tabled
 

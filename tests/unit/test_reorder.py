@@ -88,7 +88,8 @@ def test_a_due_message_releases_the_earlier_stamped_ones_of_its_conversation_fir
     assert buffer.next_due() == T0 + 1.0
     released = buffer.release(T0 + 1.0)  # the first arrival is due: both go, in stamp order
     assert [h.stored.entry_id for h in released] == ["2", "1"]
-    assert len(buffer) == 0 and buffer.next_due() is None
+    assert len(buffer) == 0
+    assert buffer.next_due() is None
 
 
 def test_conversations_are_released_independently() -> None:
@@ -107,7 +108,8 @@ def test_a_full_buffer_releases_the_earliest_due_early_and_counts_them() -> None
         it = item(n, int(T0), T0 + n * 0.1, customer=f"1650555000{n}")
         buffer.add(stored(str(n), it), normalize(it))
     assert [h.stored.entry_id for h in buffer.release(T0)] == ["0"]
-    assert buffer.forced == 1 and len(buffer) == 2
+    assert buffer.forced == 1
+    assert len(buffer) == 2
 
 
 async def _shard(
@@ -155,7 +157,8 @@ async def test_two_messages_arriving_in_reverse_stamp_order_are_published_in_ord
             ("text", "wamid.2"),
         ]
         assert [e["sequence"] for e in events] == [1, 2, 3]
-        assert events[1]["context"]["new"] and not events[2]["context"]["new"]
+        assert events[1]["context"]["new"]
+        assert not events[2]["context"]["new"]
         assert not any(e["late"] for e in events)
         assert await inbox.backlog(0) == 0
     finally:
@@ -200,9 +203,11 @@ async def test_a_message_older_than_a_published_one_goes_at_once_marked_late(
         await _append(inbox, item(1, int(T0), T0 + 5.0))
         await _settle(shard, rounds=2)  # no time passes: it is not held
         late = [e for e in _published(tmp_path) if e["event_id"] == "wamid.1"]
-        assert len(late) == 1 and late[0]["late"] is True
+        assert len(late) == 1
+        assert late[0]["late"] is True
         assert late[0]["context"]["message_count"] == 2
-        assert stats.conversations == {"created": 1, "late": 1} and stats.held == 0
+        assert stats.conversations == {"created": 1, "late": 1}
+        assert stats.held == 0
     finally:
         await inbox.close()
         await publisher.close()

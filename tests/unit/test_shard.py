@@ -9,20 +9,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from actors.normalize import normalize
+import pytest
+
 from actors.shard import ConversationShard
 from actors.shard_metrics import ShardStats
 from adapters.errors import TransientError
 from adapters.outbox import OutboxPublisher, read_outbox
 from adapters.ports import Rejection
+from models.conversation import ConversationKind
 from models.dedup import item_key
 from models.event import NormalizedEvent
 from tests.support.configs import shard_config, sqlite_inbox
-from tests.support.events import inbox_item, store
+from tests.support.events import check_streams, inbox_item, is_state_event, store
 from tests.support.shards import drain
 
 WAIT_S = 5.0
+CREATED = "conversation.created"
 
 
 class FlakyPublisher:
@@ -46,6 +50,26 @@ class FlakyPublisher:
         await self.inner.close()
 
 
+class ProcessKilled(BaseException):
+    """Stands for the process dying: nothing in it survives, no `except Exception` catches it."""
+
+
+class DyingPublisher(FlakyPublisher):
+    """A publisher whose process dies right after its `dies_on_call`-th publish succeeded
+    (every event confirmed, nothing committed yet)."""
+
+    def __init__(self, inner: OutboxPublisher, dies_on_call: int) -> None:
+        super().__init__(inner, failures=0)
+        self.dies_on_call = dies_on_call
+
+    async def publish(self, events: Sequence[NormalizedEvent]) -> list[Rejection]:
+        self.calls += 1
+        rejected = await self.inner.publish(events)
+        if self.calls == self.dies_on_call:
+            raise ProcessKilled
+        return rejected
+
+
 class BrokenPublisher(FlakyPublisher):
     """A publisher with a bug (not an adapter error) on its first call."""
 
@@ -56,45 +80,72 @@ class BrokenPublisher(FlakyPublisher):
         return await self.inner.publish(events)
 
 
-def published(path: Path) -> list[tuple[str, int]]:
-    return [(r["event"]["conversation_id"], r["event"]["sequence"]) for r in read_outbox(path)]
+def published(path: Path) -> list[tuple[str, int, str]]:
+    """(conversation, sequence, what) per event published: `what` is an item's event id,
+    or `conversation.<type>` for a state event."""
+    return [
+        (e["conversation_id"], e["sequence"], label(e))
+        for e in (r["event"] for r in read_outbox(path))
+    ]
+
+
+def label(event: dict[str, object]) -> str:
+    return f"conversation.{event['type']}" if is_state_event(event) else str(event["event_id"])
+
+
+def check_published(path: Path, *conversations: str) -> None:
+    """The outbox's streams, each of a customer conversation new to the store."""
+    check_streams([r["event"] for r in read_outbox(path)], dict.fromkeys(conversations, "customer"))
 
 
 async def test_sequences_increase_per_conversation_in_append_order(tmp_path: Path) -> None:
-    """Interleaved conversations: each gets 1, 2, 3... in the order its items arrived."""
+    """Interleaved conversations: each gets 1, 2, 3... in the order its events were
+    published: its `conversation.created` first, then its items in the order they arrived."""
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     stats = ShardStats()
     await store(inbox, [inbox_item(n, conversation="ab"[n % 2]) for n in range(6)])
-    config = shard_config(partition=0, batch_size=4, block_ms=10)
+    config = shard_config(partition=0, batch_size=4, block_ms=10, max_item_age_s=None)
     shard = ConversationShard(config, inbox, outbox, stats)
-    assert await drain(shard) == [1, 2, 3]  # a new process's reads grow from one
+    # A new process's reads grow from one: entries 1, 2, 3; a's and b's first batches
+    # also publish the conversation's `conversation.created`.
+    assert await drain(shard) == [1 + 1, 2 + 1, 3]
     assert published(tmp_path / "outbox.db") == [
-        ("a", 1),
-        ("b", 1),
-        ("a", 2),
-        ("b", 2),
-        ("a", 3),
-        ("b", 3),
+        ("a", 1, CREATED),
+        ("a", 2, "wamid.0"),
+        ("b", 1, CREATED),
+        ("b", 2, "wamid.1"),
+        ("a", 3, "wamid.2"),
+        ("b", 3, "wamid.3"),
+        ("a", 4, "wamid.4"),
+        ("b", 4, "wamid.5"),
     ]
+    check_published(tmp_path / "outbox.db", "a", "b")
     assert await inbox.backlog(0) == 0
-    assert (stats.batches, stats.published, stats.last_batch) == (3, 6, 3)
+    assert (stats.batches, stats.published, stats.last_batch) == (3, 8, 3)
     assert stats.last_publish_s > 0  # exported as wa_shard_publish_duration_seconds
     await inbox.close()
     await outbox.close()
 
 
 async def test_sequences_continue_after_a_restart(tmp_path: Path) -> None:
-    """A new shard process continues each conversation's numbering from the store."""
+    """A new shard process continues each conversation's numbering (and record: no second
+    `conversation.created`) from the store."""
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    config = shard_config(partition=0, block_ms=10)
+    config = shard_config(partition=0, block_ms=10, max_item_age_s=None)
     await store(inbox, [inbox_item(1), inbox_item(2)])
     await drain(ConversationShard(config, inbox, outbox))
     await store(inbox, [inbox_item(3)])
     fresh_inbox = sqlite_inbox(tmp_path / "inbox.db")
     await drain(ConversationShard(config, fresh_inbox, outbox))
-    assert [seq for _, seq in published(tmp_path / "outbox.db")] == [1, 2, 3]
+    assert published(tmp_path / "outbox.db") == [
+        ("c1", 1, CREATED),
+        ("c1", 2, "wamid.1"),
+        ("c1", 3, "wamid.2"),
+        ("c1", 4, "wamid.3"),
+    ]
+    check_published(tmp_path / "outbox.db", "c1")
     for closable in (inbox, fresh_inbox, outbox):
         await closable.close()
 
@@ -105,7 +156,8 @@ async def test_a_broker_outage_delays_but_loses_and_reorders_nothing(tmp_path: P
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     flaky = FlakyPublisher(outbox, failures=2)
     stats = ShardStats()
-    shard = ConversationShard(shard_config(partition=0, block_ms=10), inbox, flaky, stats)
+    config = shard_config(partition=0, block_ms=10, max_item_age_s=None)
+    shard = ConversationShard(config, inbox, flaky, stats)
     await store(inbox, [inbox_item(n) for n in range(1, 4)])
     for _ in range(2):
         try:
@@ -115,8 +167,15 @@ async def test_a_broker_outage_delays_but_loses_and_reorders_nothing(tmp_path: P
         else:
             raise AssertionError("the outage should surface to the run loop")
     assert await inbox.backlog(0) == 3
-    assert await drain(shard) == [1, 2]  # the batch in hand first, then the rest
-    assert published(tmp_path / "outbox.db") == [("c1", 1), ("c1", 2), ("c1", 3)]
+    # The batch in hand first (wamid.1 and c1's `conversation.created`), then the rest.
+    assert await drain(shard) == [1 + 1, 2]
+    assert published(tmp_path / "outbox.db") == [
+        ("c1", 1, CREATED),
+        ("c1", 2, "wamid.1"),
+        ("c1", 3, "wamid.2"),
+        ("c1", 4, "wamid.3"),
+    ]
+    check_published(tmp_path / "outbox.db", "c1")
     assert (stats.publish_failures, stats.batches) == (2, 2)
     assert await inbox.backlog(0) == 0
     await inbox.close()
@@ -124,26 +183,41 @@ async def test_a_broker_outage_delays_but_loses_and_reorders_nothing(tmp_path: P
 
 
 async def test_a_crash_before_commit_republishes_with_the_same_sequences(tmp_path: Path) -> None:
-    """Published but not committed (process died): the redelivery repeats the same events."""
+    """Published but not committed (process died): the redelivery repeats the same events,
+    a new conversation's `conversation.created` included (same id, same sequence), and
+    publishes no other."""
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    await store(inbox, [inbox_item(1), inbox_item(2)])
-    batch = await inbox.read(0, 10, 10)  # the "crashed" shard read and published, never committed
-    await outbox.publish([normalize(s.item).stamp(n) for n, s in enumerate(batch, start=1)])
+    # wamid.1 is committed; the batch of wamid.2 (c1) and wamid.3 (new conversation c2)
+    # is published, then the process dies before its commit.
+    await store(inbox, [inbox_item(1), inbox_item(2), inbox_item(3, conversation="c2")])
+    config = shard_config(partition=0, block_ms=10, max_item_age_s=None)
+    crashed = ConversationShard(config, inbox, DyingPublisher(outbox, dies_on_call=2))
+    assert await crashed.run_once() == 1 + 1
+    with pytest.raises(ProcessKilled):
+        await crashed.run_once()
+    before = [
+        (r["event"]["event_id"], r["event"]["sequence"])
+        for r in read_outbox(tmp_path / "outbox.db")
+    ]
+    assert published(tmp_path / "outbox.db") == [
+        ("c1", 1, CREATED),
+        ("c1", 2, "wamid.1"),
+        ("c1", 3, "wamid.2"),
+        ("c2", 1, CREATED),
+        ("c2", 2, "wamid.3"),
+    ]
     stats = ShardStats()
-    restarted = ConversationShard(
-        shard_config(partition=0, block_ms=10), sqlite_inbox(tmp_path / "inbox.db"), outbox, stats
-    )
+    restarted = ConversationShard(config, sqlite_inbox(tmp_path / "inbox.db"), outbox, stats)
     # Redelivered entries go in batches growing from one (tests/unit/test_shard_batches.py).
-    assert [await restarted.run_once(), await restarted.run_once()] == [1, 1]
+    assert await drain(restarted) == [1, 1 + 1]
     rows = list(read_outbox(tmp_path / "outbox.db"))
     assert [(r["event"]["event_id"], r["event"]["sequence"]) for r in rows] == [
-        ("wamid.1", 1),
-        ("wamid.2", 2),
-        ("wamid.1", 1),
-        ("wamid.2", 2),
+        *before,
+        *before[2:],
     ]
     assert stats.redelivered == 2
+    assert await inbox.backlog(0) == 0
     await inbox.close()
     await outbox.close()
 
@@ -154,16 +228,22 @@ async def test_an_already_published_item_is_skipped_and_takes_no_sequence(tmp_pa
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     stats = ShardStats()
-    shard = ConversationShard(shard_config(partition=0, block_ms=10), inbox, outbox, stats)
+    config = shard_config(partition=0, block_ms=10, max_item_age_s=None)
+    shard = ConversationShard(config, inbox, outbox, stats)
     await store(inbox, [inbox_item(1)])
-    assert await shard.run_once() == 1
+    assert await shard.run_once() == 1 + 1  # wamid.1 and c1's `conversation.created`
     await store(inbox, [inbox_item(1)])
     assert await shard.run_once() == 0
     assert (stats.duplicates, stats.batches, stats.last_batch) == (1, 2, 0)
     await store(inbox, [inbox_item(1), inbox_item(2), inbox_item(2)])
     # Reads of two: wamid.1 (a duplicate) and wamid.2, then wamid.2 again (a duplicate).
     assert [await shard.run_once(), await shard.run_once()] == [1, 0]
-    assert published(tmp_path / "outbox.db") == [("c1", 1), ("c1", 2)]
+    assert published(tmp_path / "outbox.db") == [
+        ("c1", 1, CREATED),
+        ("c1", 2, "wamid.1"),
+        ("c1", 3, "wamid.2"),
+    ]
+    check_published(tmp_path / "outbox.db", "c1")
     assert stats.duplicates == 3
     assert await inbox.seen([item_key("acme", "wamid.1"), item_key("acme", "wamid.2")]) == {
         item_key("acme", "wamid.1"),
@@ -178,7 +258,9 @@ async def test_an_item_older_than_the_maximum_age_is_published_as_a_replay(
     tmp_path: Path,
 ) -> None:
     """Meta time 2025-06-15, received 2026-01-01: past a 7-day limit it is routed
-    `<tenant>.replay.<type>` and counted; without a limit it keeps its category."""
+    `<tenant>.replay.<type>` and counted; without a limit it keeps its category. A replay
+    takes a sequence but creates no conversation (no state event escapes the quarantine):
+    the first item that is not a replay creates it, numbered after the replay."""
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     stats = ShardStats()
@@ -190,8 +272,11 @@ async def test_an_item_older_than_the_maximum_age_is_published_as_a_replay(
     rows = list(read_outbox(tmp_path / "outbox.db"))
     assert [(r["routing_key"], r["event"]["sequence"]) for r in rows] == [
         ("acme.replay.text", 1),
-        ("acme.message.text", 2),
+        ("acme.conversation.created", 2),
+        ("acme.message.text", 3),
     ]
+    assert rows[0]["event"]["context"] is None
+    assert rows[2]["event"]["context"]["message_count"] == 1
     assert stats.replays == 1
     await inbox.close()
     await outbox.close()
@@ -203,13 +288,16 @@ async def test_run_stops_after_the_batch_in_hand(tmp_path: Path) -> None:
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     await store(inbox, [inbox_item(n) for n in range(1, 51)])
     stats = ShardStats()
-    config = shard_config(partition=0, batch_size=10, block_ms=10)
+    config = shard_config(partition=0, batch_size=10, block_ms=10, max_item_age_s=None)
     shard = ConversationShard(config, inbox, outbox, stats)
     task = asyncio.create_task(shard.run())
-    await asyncio.wait_for(stats.wait_until(lambda s: s.published >= 50), WAIT_S)
+    # 51 events: the 50 messages and c1's `conversation.created`.
+    await asyncio.wait_for(stats.wait_until(lambda s: s.published >= 51), WAIT_S)
     shard.stop()
     await asyncio.wait_for(task, WAIT_S)
-    assert len(published(tmp_path / "outbox.db")) == 50
+    events = published(tmp_path / "outbox.db")
+    assert [what for _, _, what in events] == [CREATED, *(f"wamid.{n}" for n in range(1, 51))]
+    check_published(tmp_path / "outbox.db", "c1")
     assert stats.batches == 8  # reads of 1, 2, 4, 8, then 10 (the batch size), 10, 10, 5
     assert await inbox.backlog(0) == 0
     await inbox.close()
@@ -221,15 +309,19 @@ async def test_an_unexpected_error_is_retried_not_fatal_to_the_partition(tmp_pat
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     stats = ShardStats()
-    shard = ConversationShard(
-        shard_config(partition=0, block_ms=10), inbox, BrokenPublisher(outbox, failures=1), stats
-    )
+    config = shard_config(partition=0, block_ms=10, max_item_age_s=None)
+    shard = ConversationShard(config, inbox, BrokenPublisher(outbox, failures=1), stats)
     await store(inbox, [inbox_item(1), inbox_item(2)])
     task = asyncio.create_task(shard.run())
-    await asyncio.wait_for(stats.wait_until(lambda s: s.published >= 2), WAIT_S)
+    await asyncio.wait_for(stats.wait_until(lambda s: s.published >= 3), WAIT_S)
     shard.stop()
     await asyncio.wait_for(task, WAIT_S)
-    assert published(tmp_path / "outbox.db") == [("c1", 1), ("c1", 2)]
+    assert published(tmp_path / "outbox.db") == [
+        ("c1", 1, CREATED),
+        ("c1", 2, "wamid.1"),
+        ("c1", 3, "wamid.2"),
+    ]
+    check_published(tmp_path / "outbox.db", "c1")
     assert stats.errors == ["RuntimeError: a bug, not an outage"]
     assert stats.publish_failures == 0  # a bug is not a broker refusal
     await inbox.close()
@@ -294,3 +386,47 @@ async def test_partition_zero_reports_the_unowned_backlog(tmp_path: Path) -> Non
     await inbox.close()
     await outbox.close()
     assert one.unowned is None
+
+
+async def test_the_stream_check_fails_on_a_gap_a_missing_or_a_second_created(
+    tmp_path: Path,
+) -> None:
+    """check_streams (tests/support/events.py), which the shard tests rely on, passes the
+    shard's real stream and fails each way a stream can be wrong."""
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    error = {"code": 131000, "title": "Something went wrong"}  # a tenant-wide item
+    tenant_item = inbox_item(3, conversation="acme|~tenant", kind="error", raw=error)
+    await store(inbox, [inbox_item(1), inbox_item(2), tenant_item])
+    config = shard_config(partition=0, block_ms=10, max_item_age_s=None)
+    await drain(ConversationShard(config, inbox, outbox))
+    events = [r["event"] for r in read_outbox(tmp_path / "outbox.db")]
+    kinds: dict[str, ConversationKind] = {"c1": "customer", "acme|~tenant": "tenant"}
+    await inbox.close()
+    await outbox.close()
+    check_streams(events, kinds)  # c1: created, wamid.1, wamid.2; the tenant's: the error
+    created, first, second, tenant = events
+    # Each stream below is wrong in what its name says and otherwise well-formed.
+    wrong: dict[str, list[dict[str, Any]]] = {
+        "a gap": [created, first, {**second, "sequence": 4}, tenant],
+        "no created": [{**first, "sequence": 1}, {**second, "sequence": 2}, tenant],
+        "a second created": [
+            created,
+            first,
+            {**created, "sequence": 3},
+            {**second, "sequence": 4},
+            tenant,
+        ],
+        "created after its item": [{**first, "sequence": 1}, {**created, "sequence": 2}],
+        "a tenant's created": [
+            {**created, "conversation_id": "acme|~tenant"},
+            {**tenant, "sequence": 2},
+        ],
+        "an unknown conversation": [{**tenant, "conversation_id": "c9"}],
+    }
+    for name, stream in wrong.items():
+        try:
+            check_streams(stream, kinds)
+        except AssertionError:
+            continue
+        raise AssertionError(f"check_streams passed {name}")

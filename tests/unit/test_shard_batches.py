@@ -17,7 +17,7 @@ from adapters.sqlite_inbox import SqliteInbox
 from models.event import NormalizedEvent
 from models.inbox import InboxItem, StoredItem
 from tests.support.configs import shard_config, sqlite_inbox
-from tests.support.events import inbox_item, store
+from tests.support.events import check_streams, inbox_item, item_events, store
 from tests.support.shards import drain
 
 if TYPE_CHECKING:
@@ -34,7 +34,17 @@ def large(n: int, size: int) -> InboxItem:
 
 
 def event_ids(path: Path) -> list[str]:
-    return [row["event"]["event_id"] for row in read_outbox(path)]
+    """The items' event ids in publish order, once c1's stream is checked: sequences 1..n,
+    its `conversation.created` first (every test here publishes c1, new to its store)."""
+    events = [row["event"] for row in read_outbox(path, limit=10_000)]
+    check_streams(events, {"c1": "customer"})
+    return [e["event_id"] for e in item_events(events)]
+
+
+def entries(sizes: list[int]) -> list[int]:
+    """The entries per batch of `drain`'s event counts: the first batch of a new store
+    also published c1's `conversation.created`."""
+    return [sizes[0] - 1, *sizes[1:]]
 
 
 async def test_a_batch_is_bounded_by_bytes_and_nothing_read_is_lost_or_reordered(
@@ -45,9 +55,9 @@ async def test_a_batch_is_bounded_by_bytes_and_nothing_read_is_lost_or_reordered
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     await store(inbox, [large(n, 3 * MIB // 2) for n in range(1, 7)])
-    config = shard_config(block_ms=10)
+    config = shard_config(block_ms=10, max_item_age_s=None)
     assert config.batch_size >= 6
-    sizes = await drain(ConversationShard(config, inbox, outbox, ShardStats()))
+    sizes = entries(await drain(ConversationShard(config, inbox, outbox, ShardStats())))
     assert len(sizes) > 1, f"9 MiB in one batch: {sizes}"
     assert sum(sizes) == 6
     assert max(sizes) * 3 * MIB // 2 <= max(config.max_batch_bytes, 3 * MIB // 2)
@@ -62,8 +72,8 @@ async def test_an_entry_larger_than_the_byte_bound_is_a_batch_of_its_own(tmp_pat
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     await store(inbox, [inbox_item(1), large(2, 64 * 1024), inbox_item(3)])
-    config = shard_config(block_ms=10, max_batch_bytes=16 * 1024)
-    sizes = await drain(ConversationShard(config, inbox, outbox, ShardStats()))
+    config = shard_config(block_ms=10, max_batch_bytes=16 * 1024, max_item_age_s=None)
+    sizes = entries(await drain(ConversationShard(config, inbox, outbox, ShardStats())))
     assert sizes == [1, 1, 1]
     assert event_ids(tmp_path / "outbox.db") == ["wamid.1", "wamid.2", "wamid.3"]
     await inbox.close()
@@ -82,8 +92,9 @@ async def test_redelivered_entries_are_retried_in_batches_growing_from_one(
     assert len(await crashed.read(0, 100, 10)) == 10  # read, never committed
     inbox = sqlite_inbox(path)
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    shard = ConversationShard(shard_config(block_ms=10), inbox, outbox, ShardStats())
-    assert await drain(shard) == [1, 2, 4, 3]
+    config = shard_config(block_ms=10, max_item_age_s=None)
+    shard = ConversationShard(config, inbox, outbox, ShardStats())
+    assert entries(await drain(shard)) == [1, 2, 4, 3]
     await store(inbox, [inbox_item(n) for n in range(11, 21)])
     assert await drain(shard) == [8, 2]
     assert event_ids(tmp_path / "outbox.db") == [f"wamid.{n}" for n in range(1, 21)]
@@ -122,7 +133,8 @@ async def test_a_batch_that_kills_its_process_is_isolated_by_the_restarts(
 ) -> None:
     """Ten entries, the fifth kills the process whenever it is published: after a few
     restarts it is alone in its batch, and every entry before it is published once.
-    (The first process reads 1, 2, then 4 entries: the fatal batch is [4, 5, 6, 7].)"""
+    (The first process reads 1, 2, then 4 entries: the fatal batch is [4, 5, 6, 7]; the
+    first batch, wamid.1, also carries c1's `conversation.created`.)"""
     path = tmp_path / "inbox.db"
     first = sqlite_inbox(path)
     await store(first, [inbox_item(n) for n in range(1, 11)])
@@ -130,7 +142,8 @@ async def test_a_batch_that_kills_its_process_is_isolated_by_the_restarts(
     publisher = KillingPublisher(OutboxPublisher(tmp_path / "outbox.db"), killer="wamid.5")
     for _restart in range(12):
         inbox = sqlite_inbox(path)
-        shard = ConversationShard(shard_config(block_ms=10), inbox, publisher, ShardStats())
+        config = shard_config(block_ms=10, max_item_age_s=None)
+        shard = ConversationShard(config, inbox, publisher, ShardStats())
         try:
             await drain(shard)
         except ProcessKilled:
@@ -186,7 +199,7 @@ async def test_a_restarted_process_reads_one_entry_first_not_a_full_batch(tmp_pa
     assert len(await crashed.read(0, 256, 10)) == 40  # read, never committed
     spy = ReadSpy(sqlite_inbox(path))
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    config = shard_config(block_ms=10)
+    config = shard_config(block_ms=10, max_item_age_s=None)
     await drain(ConversationShard(config, cast("Inbox", spy), outbox, ShardStats()))
     assert spy.reads[0][0] == 1, spy.reads[:3]
     assert within_bytes(spy.reads, config.max_batch_bytes), spy.reads
@@ -206,7 +219,7 @@ async def test_a_new_process_grows_its_reads_from_one_as_the_sizes_seen_allow(
     await store(inbox, [inbox_item(n) for n in range(27, 31)])
     spy = ReadSpy(inbox)
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    config = shard_config(block_ms=10)
+    config = shard_config(block_ms=10, max_item_age_s=None)
     await drain(ConversationShard(config, cast("Inbox", spy), outbox, ShardStats()))
     assert [asked for asked, _, _ in spy.reads[:4]] == [1, 2, 4, 8]
     assert within_bytes(spy.reads, config.max_batch_bytes), spy.reads
@@ -246,10 +259,11 @@ async def test_the_loop_does_not_linger_after_a_slow_start_read_that_came_back_f
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     await store(inbox, [inbox_item(n) for n in range(1, 8)])
     stats = ShardStats()
-    config = shard_config(block_ms=10, linger_ms=30_000.0)
+    config = shard_config(block_ms=10, linger_ms=30_000.0, max_item_age_s=None)
     shard = ConversationShard(config, inbox, outbox, stats)
     task = asyncio.create_task(shard.run())
-    await asyncio.wait_for(stats.wait_until(lambda s: s.published >= 7), 5.0)
+    # 8 events: the seven messages and c1's `conversation.created`.
+    await asyncio.wait_for(stats.wait_until(lambda s: s.published >= 8), 5.0)
     shard.stop()
     await asyncio.wait_for(task, 5.0)
     assert stats.batches == 3

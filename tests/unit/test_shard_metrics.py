@@ -10,10 +10,10 @@ import pytest
 
 from actors.shard import ConversationShard, GuardedMetrics
 from actors.shard_actor import RayShardMetrics
-from actors.shard_metrics import ShardStats
+from actors.shard_metrics import ShardMetrics, ShardStats
 from adapters.outbox import OutboxPublisher, read_outbox
 from tests.support.configs import shard_config, sqlite_inbox
-from tests.support.events import inbox_item, store
+from tests.support.events import check_streams, inbox_item, is_state_event, store
 from tests.support.shards import drain
 
 
@@ -76,11 +76,13 @@ def test_the_ray_exporter_accepts_an_all_duplicate_batch() -> None:
 
 class FailingMetrics(ShardStats):
     """A metrics port whose every call raises `failures` times in all (a metrics backend
-    hiccup), counting as ShardStats does once it works."""
+    hiccup), counting as ShardStats does once it works; `failed` names the calls that
+    raised, in order."""
 
     def __init__(self, failures: int) -> None:
         super().__init__()
         self.failures = failures
+        self.failed: list[str] = []
 
     def __getattribute__(self, name: str) -> Any:
         attr = super().__getattribute__(name)
@@ -88,6 +90,7 @@ class FailingMetrics(ShardStats):
 
             def fail(*_args: object) -> None:
                 self.failures -= 1
+                self.failed.append(name)
                 raise RuntimeError(f"metrics backend hiccup in {name}")
 
             return fail
@@ -105,13 +108,30 @@ _PORT_CALLS = {
     "items_failed",
     "events_rejected",
     "stall_measured",
+    "store_measured",
+    "unowned_measured",
+    "conversation_events",
+    "reorder_held",
 }
+
+
+def test_the_failing_metrics_fail_every_call_of_the_port() -> None:
+    """FailingMetrics covers the whole ShardMetrics port (a call added to the port and not
+    here would never fail in the test below)."""
+    assert {name for name in vars(ShardMetrics) if not name.startswith("_")} == _PORT_CALLS
+
+
+# The calls the first batch makes, in order: a read's redelivery count and the reorder
+# window's size while its entries are taken, the state events counted while they are
+# numbered, then the commit.
+FIRST_CALLS = ["entries_redelivered", "reorder_held", "conversation_events", "batch_committed"]
 
 
 async def test_a_failing_metrics_call_never_loses_or_reorders_entries(tmp_path: Path) -> None:
     """A crashed reader left wamid.1 and wamid.2 pending; the next process's metrics raise
-    on the redelivery count and the first commits: no run_once raises, and every entry is
-    published once, in append order, with sequences 1, 2, 3."""
+    on their first calls (the reorder window's size, the redelivery count, the state
+    events counted, the first commit): no run_once raises, and every entry is published
+    once, in append order, after c1's `conversation.created`, with sequences 1, 2, 3, 4."""
     path = tmp_path / "inbox.db"
     crashed = sqlite_inbox(path)
     await store(crashed, [inbox_item(1), inbox_item(2)])
@@ -119,15 +139,18 @@ async def test_a_failing_metrics_call_never_loses_or_reorders_entries(tmp_path: 
     inbox = sqlite_inbox(path)
     await store(inbox, [inbox_item(3)])
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    metrics = FailingMetrics(failures=3)
+    metrics = FailingMetrics(failures=len(FIRST_CALLS))
     config = shard_config(block_ms=10, max_item_age_s=None)
     await drain(ConversationShard(config, inbox, outbox, metrics))
+    events = [r["event"] for r in read_outbox(path.parent / "outbox.db")]
+    check_streams(events, {"c1": "customer"})
     rows = [
-        (r["event"]["event_id"], r["event"]["sequence"])
-        for r in read_outbox(path.parent / "outbox.db")
+        ("conversation.created" if is_state_event(e) else e["event_id"], e["sequence"])
+        for e in events
     ]
-    assert rows == [("wamid.1", 1), ("wamid.2", 2), ("wamid.3", 3)]
+    assert rows == [("conversation.created", 1), ("wamid.1", 2), ("wamid.2", 3), ("wamid.3", 4)]
     assert metrics.failures == 0  # every failure happened, none broke the data path
+    assert metrics.failed == FIRST_CALLS
     assert await inbox.backlog(0) == 0
     for closable in (crashed, inbox, outbox):
         await closable.close()

@@ -9,6 +9,7 @@ must come out as an `unsupported` event in its place, and the batch must commit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import actors.normalize as normalize_module
+import actors.shard as shard_module
 import adapters.codec as codec
 from actors.event_draft import EventDraft
 from actors.shard import ConversationShard
@@ -27,7 +29,7 @@ from models.event import NormalizedEvent
 from models.inbox import InboxItem
 from tests.support.clock import FixedClock
 from tests.support.configs import shard_config, sqlite_inbox
-from tests.support.events import inbox_item, store
+from tests.support.events import check_streams, inbox_item, item_events, store
 from tests.support.shards import POISON, drain, flow_reply
 
 if TYPE_CHECKING:
@@ -35,7 +37,11 @@ if TYPE_CHECKING:
 
 
 def rows(path: Path) -> list[dict[str, Any]]:
-    return [row["event"] for row in read_outbox(path)]
+    """The items' events published, once c1's whole stream is checked: sequences 1..n,
+    its `conversation.created` first (c1 is new to every test's store)."""
+    events = [row["event"] for row in read_outbox(path)]
+    check_streams(events, {"c1": "customer"})
+    return item_events(events)
 
 
 @pytest.mark.parametrize("poison", POISON.values(), ids=POISON.keys())
@@ -50,10 +56,12 @@ async def test_a_poison_item_is_published_as_unsupported_in_its_place(
     await store(inbox, [inbox_item(1), poisoned, inbox_item(3)])
     config = shard_config(block_ms=10, max_item_age_s=None)
     shard = ConversationShard(config, inbox, outbox, ShardStats())
-    assert await drain(shard) == [1, 2]  # the poison in a batch with wamid.3
+    # wamid.1 with c1's `conversation.created`, then the poison in a batch with wamid.3.
+    assert await drain(shard) == [1 + 1, 2]
     first, middle, last = rows(tmp_path / "outbox.db")
-    assert [e["sequence"] for e in (first, middle, last)] == [1, 2, 3]
+    assert [e["sequence"] for e in (first, middle, last)] == [2, 3, 4]
     assert (first["category"], last["category"]) == ("message", "message")
+    assert (first["late"], last["late"]) == (False, False)  # wamid.1, 2 and 3: one Meta time
     assert (middle["category"], middle["event_id"]) == ("unsupported", "wamid.2")
     assert middle["data"]["raw"] == poisoned.item
     assert middle["data"]["issues"], "the error is carried in the event"
@@ -90,7 +98,7 @@ async def test_a_partition_that_cannot_advance_reports_how_long_it_has_been_stal
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     broker = Outage(OutboxPublisher(tmp_path / "outbox.db"))
     await store(inbox, [inbox_item(1)])
-    config = shard_config(block_ms=10, stall_after_s=30.0)
+    config = shard_config(block_ms=10, stall_after_s=30.0, max_item_age_s=None)
     shard = ConversationShard(config, inbox, broker, ShardStats(), clock=clock)
     with pytest.raises(TransientError):
         await shard.run_once()
@@ -98,7 +106,7 @@ async def test_a_partition_that_cannot_advance_reports_how_long_it_has_been_stal
     clock.advance(31)
     assert shard.stalled_s() == 31
     broker.down = False
-    assert await shard.run_once() == 1
+    assert await shard.run_once() == 1 + 1  # wamid.1 and c1's `conversation.created`
     clock.advance(100)
     assert shard.stalled_s() is None
     await inbox.close()
@@ -145,59 +153,77 @@ def test_the_status_and_the_ray_exporter_carry_the_stall() -> None:
     assert exporter.stats.rejected == 2
 
 
-def _once(real: Any, exc: BaseException, when: Any) -> Any:
-    """`real` that raises `exc` the first time `when(*args)` holds."""
-    fired: list[int] = []
+class _Once:
+    """`real` that raises `exc` the first time it is called on wamid.2 (an inbox item, a
+    draft or an event of wamid.2 among its arguments); `fired` tells it did."""
 
-    def flaky(*args: Any) -> Any:
-        if not fired and when(*args):
-            fired.append(1)
-            raise exc
-        return real(*args)
+    def __init__(self, real: Any, exc: BaseException) -> None:
+        self.real = real
+        self.exc = exc
+        self.fired = False
 
-    return flaky
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.fired and any(_wamid_2(value) for value in (*args, *kwargs.values())):
+            self.fired = True
+            raise self.exc
+        return self.real(*args, **kwargs)
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        """Bound like the method it replaces (EventDraft.stamp), `self` first."""
+        return self if instance is None else functools.partial(self, instance)
 
 
-def _wamid_2(value: Any, *_args: Any) -> bool:
+def _wamid_2(value: Any) -> bool:
     """An inbox item, a draft or an event of wamid.2."""
     if isinstance(value, InboxItem):
-        return bool(value.item.get("id") == "wamid.2")
+        return bool(isinstance(value.item, dict) and value.item.get("id") == "wamid.2")
     return getattr(value, "event_id", None) == "wamid.2"
 
 
 MEMORY_ERROR_SITES: dict[str, tuple[Any, str]] = {
-    # the step: what is wrapped to raise MemoryError once, on wamid.2
+    # the step: what is wrapped to raise MemoryError once, on wamid.2. normalize runs
+    # when entries are taken (ConversationShard._next_pairs, before they are held or
+    # batched); conversation (the item applied to its record) and stamp while the batch
+    # is numbered; encode while it is published.
     "normalize": (normalize_module.HANDLERS, "message"),
+    "conversation": (shard_module, "apply"),
     "stamp": (EventDraft, "stamp"),
     "encode": (codec, "dump_event"),
 }
 
 
+@pytest.mark.parametrize("window_ms", [0.0, 1000.0], ids=["no_window", "reorder_window"])
 @pytest.mark.parametrize("site", MEMORY_ERROR_SITES.values(), ids=MEMORY_ERROR_SITES.keys())
 async def test_a_memory_error_is_retried_not_taken_for_a_poison_item(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site: tuple[Any, str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site: tuple[Any, str], window_ms: float
 ) -> None:
-    """Memory pressure while one event is normalized, stamped or encoded is not that
-    item's fault: the batch is retried and the event published as the message it is."""
+    """Memory pressure while one event is normalized, applied to its conversation,
+    stamped or encoded is not that item's fault: the batch (or the entries taken, before
+    the reorder window holds them) is retried and the event published as the message it
+    is. The items arrived long before the wall clock's now: a window holds none of them."""
     owner, name = site
+    once = _Once(owner[name] if isinstance(owner, dict) else getattr(owner, name), MemoryError())
     if isinstance(owner, dict):
-        monkeypatch.setitem(owner, name, _once(owner[name], MemoryError(), _wamid_2))
+        monkeypatch.setitem(owner, name, once)
     else:
-        monkeypatch.setattr(owner, name, _once(getattr(owner, name), MemoryError(), _wamid_2))
+        monkeypatch.setattr(owner, name, once)
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
     stats = ShardStats()
     await store(inbox, [inbox_item(n) for n in (1, 2, 3)])
-    shard = ConversationShard(shard_config(block_ms=10, max_item_age_s=None), inbox, outbox, stats)
+    config = shard_config(block_ms=10, max_item_age_s=None, reorder_window_ms=window_ms)
+    shard = ConversationShard(config, inbox, outbox, stats)
     for _ in range(10):
         try:
             if await shard.run_once() == 0 and await inbox.backlog(0) == 0:
                 break
         except MemoryError:
             pass
+    assert once.fired, f"{name} was not called on wamid.2: the site is not exercised"
     assert [(e["event_id"], e["category"]) for e in rows(tmp_path / "outbox.db")] == [
         (f"wamid.{n}", "message") for n in (1, 2, 3)
     ]
     assert (stats.item_failures, stats.rejected) == (0, 0)
+    assert await inbox.backlog(0) == 0
     await inbox.close()
     await outbox.close()

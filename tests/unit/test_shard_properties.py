@@ -1,5 +1,6 @@
 """Property tests through the real shard: whatever an accepted item holds, the shard
-publishes one event for it (or counts it a duplicate) and its partition advances.
+publishes one event for it (or counts it a duplicate), each conversation's stream is
+numbered 1..n with its `conversation.created` first, and its partition advances.
 
 Items go through ConversationShard with the embedded SqliteInbox and OutboxPublisher.
 Generated: arbitrary JSON text (valid JSON of any value, invalid JSON, nesting beyond
@@ -26,8 +27,8 @@ from actors.shard import ConversationShard
 from actors.shard_metrics import ShardStats
 from adapters.outbox import OutboxPublisher, read_outbox
 from models.inbox import InboxItem, ItemKind
-from tests.support.configs import shard_config, sqlite_inbox
-from tests.support.events import inbox_item, store
+from tests.support.configs import defaults, shard_config, sqlite_inbox
+from tests.support.events import check_streams, conversation_kinds, inbox_item, item_events, store
 
 _SEGMENT = re.compile(r"[a-z0-9_-]+")
 _CHARS = st.characters(exclude_categories=["Cs"])  # what the ingress's orjson can produce
@@ -116,6 +117,9 @@ def items(draw: st.DrawFn, n: int) -> InboxItem:
 
 
 batches = st.integers(1, 6).flatmap(lambda size: st.tuples(*(items(n) for n in range(size))))
+# No age limit, or the default one: the items' Meta time (2025-06-15) is far older than
+# their arrival (2026-01-01), so under the limit the messages and statuses are replays.
+max_ages = st.sampled_from([None, float(defaults().max_item_age_s)])
 
 
 def _check_row(row: dict[str, Any]) -> None:
@@ -131,13 +135,14 @@ def _check_row(row: dict[str, Any]) -> None:
         )
 
 
-async def _publish_all(batch: tuple[InboxItem, ...], folder: Path) -> None:
+async def _publish_all(batch: tuple[InboxItem, ...], max_age_s: float | None, folder: Path) -> None:
     inbox = sqlite_inbox(folder / "inbox.db")
     outbox = OutboxPublisher(folder / "outbox.db")
     stats = ShardStats()
     try:
         await store(inbox, batch)
-        shard = ConversationShard(shard_config(block_ms=0), inbox, outbox, stats)
+        config = shard_config(block_ms=0, max_item_age_s=max_age_s)
+        shard = ConversationShard(config, inbox, outbox, stats)
         # Each run_once commits a batch or raises; a raise here is a batch the loop would
         # retry forever, so it fails the example.
         for _ in range(len(batch) + 1):
@@ -149,7 +154,14 @@ async def _publish_all(batch: tuple[InboxItem, ...], folder: Path) -> None:
         await inbox.close()
         await outbox.close()
     rows = list(read_outbox(folder / "outbox.db"))
-    assert len(rows) + stats.duplicates == len(batch)
+    events = [row["event"] for row in rows]
+    assert len(item_events(events)) + stats.duplicates == len(batch)
+    if max_age_s is None:
+        check_streams(events, conversation_kinds(batch))
+    else:  # replays: only the numbering is checked (whether they make state events aside)
+        for cid in {e["conversation_id"] for e in events}:
+            sequences = [e["sequence"] for e in events if e["conversation_id"] == cid]
+            assert sequences == list(range(1, len(sequences) + 1)), cid
     for row in rows:
         _check_row(row)
 
@@ -159,11 +171,13 @@ async def _publish_all(batch: tuple[InboxItem, ...], folder: Path) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(batches)
+@given(batches, max_ages)
 def test_every_accepted_item_is_published_and_the_partition_advances(
-    batch: tuple[InboxItem, ...],
+    batch: tuple[InboxItem, ...], max_age_s: float | None
 ) -> None:
-    """Any batch of accepted items: one event (or a counted duplicate) per item, bounded
-    routing keys of exactly three safe segments, bounded headers, and no batch retried."""
+    """Any batch of accepted items: one event (or a counted duplicate) per item, each
+    conversation numbered 1..n in publish order (a new one's `conversation.created`
+    first), bounded routing keys of exactly three safe segments (state events' too),
+    bounded headers, and no batch retried."""
     with tempfile.TemporaryDirectory() as folder:
-        asyncio.run(_publish_all(batch, Path(folder)))
+        asyncio.run(_publish_all(batch, max_age_s, Path(folder)))

@@ -14,7 +14,7 @@ from adapters.outbox import OutboxPublisher, read_outbox
 from adapters.ports import Rejection
 from models.event import NormalizedEvent
 from tests.support.configs import shard_config, sqlite_inbox
-from tests.support.events import inbox_item, store
+from tests.support.events import check_streams, inbox_item, item_events, store
 from tests.support.shards import drain
 
 
@@ -44,7 +44,11 @@ class RefusingPublisher:
 
 
 def published(path: Path) -> list[dict[str, Any]]:
-    return [row["event"] for row in read_outbox(path)]
+    """The items' events published, once c1's whole stream is checked: sequences 1..n,
+    its `conversation.created` first (c1 is new to every test's store)."""
+    events = [row["event"] for row in read_outbox(path)]
+    check_streams(events, {"c1": "customer"})
+    return item_events(events)
 
 
 async def test_a_refused_event_is_replaced_by_an_unsupported_one_in_its_place(
@@ -61,12 +65,13 @@ async def test_a_refused_event_is_replaced_by_an_unsupported_one_in_its_place(
     await store(inbox, [inbox_item(n) for n in (1, 2, 3)])
     config = shard_config(block_ms=10, max_item_age_s=None)
     shard = ConversationShard(config, inbox, publisher, stats)
-    assert await drain(shard) == [1, 2]  # wamid.2 refused in the batch of wamid.2 and 3
+    # wamid.1 with c1's `conversation.created`, then wamid.2 refused in the batch of 2 and 3.
+    assert await drain(shard) == [1 + 1, 2]
     events = published(tmp_path / "outbox.db")
     assert [(e["event_id"], e["sequence"], e["category"]) for e in events] == [
-        ("wamid.1", 1, "message"),
-        ("wamid.2", 2, "unsupported"),
-        ("wamid.3", 3, "message"),
+        ("wamid.1", 2, "message"),
+        ("wamid.2", 3, "unsupported"),
+        ("wamid.3", 4, "message"),
     ]
     replaced = events[1]
     assert replaced["conversation_id"] == "c1"
@@ -91,13 +96,18 @@ async def test_an_unsupported_replacement_refused_again_falls_back_to_a_minimal_
     await store(inbox, [inbox_item(n) for n in (1, 2, 3)])
     config = shard_config(block_ms=10, max_item_age_s=None)
     shard = ConversationShard(config, inbox, publisher, ShardStats())
-    assert await drain(shard) == [1, 2]
-    assert len(publisher.calls) == 4  # [wamid.1], then wamid.2's batch three times
+    assert await drain(shard) == [1 + 1, 2]  # the first with c1's `conversation.created`
+    assert publisher.calls == [
+        ["conversation", "message"],  # c1's `conversation.created` and wamid.1
+        ["message", "message"],  # wamid.2's batch, three times
+        ["unsupported", "message"],
+        ["unsupported", "message"],
+    ]
     events = published(tmp_path / "outbox.db")
     assert [(e["event_id"], e["sequence"]) for e in events] == [
-        ("wamid.1", 1),
-        ("wamid.2", 2),
-        ("wamid.3", 3),
+        ("wamid.1", 2),
+        ("wamid.2", 3),
+        ("wamid.3", 4),
     ]
     minimal = events[1]
     assert (minimal["category"], minimal["data"]["raw"]) == ("unsupported", None)
