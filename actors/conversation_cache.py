@@ -49,6 +49,11 @@ class ConversationCache:
             self._entries.move_to_end(cid)
         self.evict()
 
+    def drop(self, conversation_ids: Iterable[str]) -> None:
+        """Forget these records (read from the store again on demand)."""
+        for cid in conversation_ids:
+            self._entries.pop(cid, None)
+
     def evict(self) -> int:
         """Drop the least recently used past the bound and every idle one; how many."""
         dropped = 0

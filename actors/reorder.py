@@ -1,8 +1,9 @@
 """The reorder window: a conversation's inbound messages that arrive within the window of
 each other are published in Meta-timestamp order.
 
-Each inbound customer message (not late, see below) is held until `window` after it
-reached the ingress (its stored `received_at`: a redelivered entry is already due). When a
+Each inbound customer message (not late, not redelivered: see actors/shard.py) is held
+until `window` after it reached the ingress (its stored `received_at`, or the shard's
+clock if that is earlier: an ingress clock ahead cannot stretch the wait). When a
 held message is due, it is released together with every held message of its conversation
 that sorts before it — (Meta time, arrival) order, so ties keep arrival order — and those
 go first. So no message waits longer than the window, and messages of one conversation
@@ -14,14 +15,15 @@ A message older (by Meta time) than one already published for its conversation i
 the shard passes it at once and marks its event, never holds or drops it.
 
 Held entries stay uncommitted in the inbox, so a crash loses nothing: the restarted shard
-re-reads them (already due) and releases them in order. At most `max_held` entries are
-held; beyond it the earliest-due conversations are released early (counted).
+re-reads them and publishes them in entry order (docs/conversations.md: a batch published
+in another order was recorded first and is republished exactly). At most `max_held`
+entries are held; beyond it the earliest-due conversations are released early (counted).
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
-import itertools
 from dataclasses import dataclass, field
 
 from actors.conversation import believed_time
@@ -48,7 +50,6 @@ class ReorderBuffer:
     _by_conversation: dict[str, list[Held]] = field(default_factory=dict)
     _due: list[tuple[float, int, str, str]] = field(default_factory=list)  # heap
     _ids: set[str] = field(default_factory=set)
-    _arrivals: itertools.count[int] = field(default_factory=itertools.count)
     forced: int = 0  # entries released early because the buffer was full
 
     def __len__(self) -> int:
@@ -58,23 +59,29 @@ class ReorderBuffer:
         """Whether the entry is held (a store may hand out a pending entry again)."""
         return entry_id in self._ids
 
-    def add(self, stored: StoredItem, draft: EventDraft) -> None:
-        """Hold an entry until it is due (an entry already held is not held twice)."""
+    def add(self, stored: StoredItem, draft: EventDraft, arrival: int, now: float) -> None:
+        """Hold an entry until it is due (an entry already held is not held twice).
+
+        `arrival` is the entry's place in the partition as this process read it; `now`
+        the wall clock, so that an ingress clock ahead of the shard's cannot hold an entry
+        longer than the window."""
         if stored.entry_id in self._ids:
             return
-        arrival = next(self._arrivals)
         held = Held(
             stored=stored,
             draft=draft,
             order=(believed_time(draft).timestamp(), arrival),
-            due=draft.item.received_at.timestamp() + self.window_s,
+            due=min(draft.item.received_at.timestamp(), now) + self.window_s,
         )
         cid = draft.item.conversation_id
-        queue = self._by_conversation.setdefault(cid, [])
-        queue.append(held)
-        queue.sort(key=lambda h: h.order)
+        bisect.insort(self._by_conversation.setdefault(cid, []), held, key=lambda h: h.order)
         self._ids.add(stored.entry_id)
         heapq.heappush(self._due, (held.due, arrival, cid, stored.entry_id))
+
+    def earliest(self, conversation_id: str) -> int | None:
+        """The lowest arrival held for a conversation (None: none held)."""
+        queue = self._by_conversation.get(conversation_id)
+        return min(h.order[1] for h in queue) if queue else None
 
     def next_due(self) -> float | None:
         """When the earliest held entry is due (epoch seconds); None when nothing is held."""

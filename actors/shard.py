@@ -16,6 +16,13 @@ An item whose Meta timestamp is older than `max_item_age_s` when it reached the 
 is published with category `replay` instead of its own (routing key
 `<tenant>.replay.<type>`): quarantined away from normal consumers, counted, never lost.
 
+Conversations (issue 10, docs/conversations.md). Each item is applied to its
+conversation's record (actors/conversation.py), which the commit stores with the
+acknowledgement; inbound messages pass the reorder window (actors/reorder.py) first. A
+batch whose order is not entry order per conversation is recorded in the store before it
+is published (`record_order`), so a restart republishes exactly it (`_load_replay`);
+redelivered entries are otherwise taken in entry order, not held.
+
 Poison items. A step that fails on one item (normalize, number, an event the publisher
 rejects) yields an `unsupported` event in its place (actors/unsupported.py) and the batch
 commits; only a store or broker outage, or a MemoryError (memory pressure is no item's
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -47,7 +55,7 @@ from actors.conversation import (
 from actors.conversation_cache import ConversationCache
 from actors.normalize import EventDraft, normalize
 from actors.reorder import ReorderBuffer
-from actors.shard_batches import BatchCutter
+from actors.shard_batches import BatchCutter, entry_bytes
 from actors.shard_metrics import ShardMetrics, ShardStats
 from actors.shard_publish import FailureLog, publish_replacing
 from actors.shard_stall import StallWatch
@@ -183,6 +191,20 @@ class _Batch:
     seen: list[str] = field(default_factory=list)
     published: bool = False
     publish_s: float | None = None  # publish call to the last broker confirm
+    # The batch's order differs from what a restarted shard would take (entry order per
+    # conversation): recorded in the store before publishing (_Ready, below).
+    record_order: bool = False
+
+
+@dataclass(slots=True)
+class _Ready:
+    """An entry released to be batched, with its draft and its place in the partition as
+    this process read it (`arrival`)."""
+
+    stored: StoredItem
+    draft: EventDraft
+    arrival: int
+    size: int | None = None  # entry_bytes, measured when a batch is cut
 
 
 @dataclass(slots=True)
@@ -228,6 +250,11 @@ class ConversationShard:
         self._reorder = ReorderBuffer(config.reorder_window_ms / 1000, config.reorder_max_held)
         self._wall = wall_clock
         self._taken: list[StoredItem] = []  # taken from the cutter, not yet held or batched
+        self._ready: list[_Ready] = []  # released or passing, in publish order, not batched
+        self._arrivals = itertools.count()
+        self._replay_loaded = False  # the crashed batch's recorded order was looked up
+        self._replayed: set[str] = set()  # entries taken from that order: skipped by reads
+        self._replay_cut = 0  # how many of the ready entries are that batch (one batch)
         self._flushing = False  # stopping: release every held entry
         self._stopping = asyncio.Event()
         self._batch: _Batch | None = None
@@ -253,8 +280,12 @@ class ConversationShard:
         """A backlog measurement: waiting entries start the stall clock, none stop it."""
         if entries > 0:
             self._stall.pending()
-        elif self._batch is None and not self._cutter.holding and not len(self._reorder):
+        elif self._batch is None and not self._cutter.holding and not self._in_hand():
             self._stall.idle()
+
+    def _in_hand(self) -> bool:
+        """Entries held by the window or released and not yet batched."""
+        return bool(self._ready) or bool(len(self._reorder))
 
     async def run(self) -> None:
         """Process batches until stop(); store/broker failures are retried, never skipped."""
@@ -293,9 +324,9 @@ class ConversationShard:
         self._flushing = True
         try:
             async with asyncio.timeout(_FLUSH_TIMEOUT_S):  # a broker down must not hold a stop
-                while self._batch is not None or len(self._reorder):
+                while self._batch is not None or self._in_hand():
                     done = await self.run_once()
-                    if done == 0 and self._batch is None and not len(self._reorder):
+                    if done == 0 and self._batch is None and not self._in_hand():
                         break
         except Exception:
             log.warning("shard_flush_failed", partition=self.config.partition, exc_info=True)
@@ -329,33 +360,52 @@ class ConversationShard:
         """
         clock = asyncio.get_running_loop().time
         if self._batch is None:
-            pairs = await self._next_pairs()
-            if not pairs:
+            await self._fill_ready()
+            cut, record_order = self._cut()
+            if not cut:
                 return 0
             self._batch = _Batch(
-                stored=[s for s, _ in pairs], drafts=[d for _, d in pairs], started=clock()
+                stored=[r.stored for r in cut],
+                drafts=[r.draft for r in cut],
+                started=clock(),
+                record_order=record_order,
             )
+            del self._ready[: len(cut)]  # only once the batch holds them
         batch = self._batch
+        if batch.record_order:
+            # Before anything is published: a restart replays exactly this batch first.
+            await self._inbox.record_order(
+                self.config.partition, [s.entry_id for s in batch.stored]
+            )
+            batch.record_order = False
         if batch.events is None:
             numbered = await self._sequence(batch.drafts)
             batch.events, batch.items, batch.seen = numbered.events, numbered.items, numbered.marks
             batch.state = StateWrite(conversations=numbered.records, messages=numbered.messages)
         if not batch.published:
             await self._publish(batch, clock)
+        # Dropped from the cache before the commit and put back after it: if anything
+        # fails in between (or the put itself), the records are read from the store again,
+        # never used as they were before this batch.
+        self._records.drop(batch.state.conversations)
         await self._inbox.commit(
             self.config.partition, [s.entry_id for s in batch.stored], batch.state, batch.seen
         )
         self._batch = None
         self._cutter.committed(batch.stored)
-        self._stall.advanced(still_pending=self._cutter.holding or bool(len(self._reorder)))
+        self._stall.advanced(still_pending=self._cutter.holding or self._in_hand())
         self._records.put(batch.state.conversations)
         self._metrics.batch_committed(len(batch.events), clock() - batch.started, batch.publish_s)
         return len(batch.events)
 
-    async def _next_pairs(self) -> list[tuple[StoredItem, EventDraft]]:
-        """The next batch's entries with their drafts: the held entries now due (each
-        conversation's in timestamp order) and then the entries just taken that are not
-        held back (actors/reorder.py)."""
+    async def _fill_ready(self) -> None:
+        """Make entries ready to batch, unless some are: first (once per process) the
+        batch a crashed process recorded and may have published, in its recorded order;
+        then what the cutter gives, held back or passed by the reorder window."""
+        if not self._replay_loaded:
+            await self._load_replay()
+        if self._ready:
+            return
         if not self._taken:
             self._taken = await self._next_entries()
         fresh = self._taken
@@ -363,27 +413,88 @@ class ConversationShard:
         failed = [d for d in drafts if d.parts.failure is not None]
         for draft in failed:
             self._log(draft.item, draft.event_id, "normalize", draft.parts.failure)
-        passing: list[tuple[StoredItem, EventDraft]] = []
+        arrivals = [next(self._arrivals) for _ in fresh]
+        passing: list[_Ready] = []
         if self.config.reorder_window_ms > 0 and fresh:
             inbound = {d.item.conversation_id for d in drafts if is_inbound_message(d.item)}
             records = await self._load_records(inbound)
-            for entry, draft in zip(fresh, drafts, strict=True):
-                if is_inbound_message(draft.item) and not _late(records, draft):
-                    self._reorder.add(entry, draft)
+            now = self._wall()
+            for entry, draft, arrival in zip(fresh, drafts, arrivals, strict=True):
+                # Redelivered entries (a crashed process's) are not held: a restart takes
+                # them in entry order, which is what makes its events those of the first
+                # attempt (a batch published in another order was recorded: _load_replay).
+                held = entry.deliveries == 1 and is_inbound_message(draft.item)
+                if held and not _late(records, draft):
+                    self._reorder.add(entry, draft, arrival, now)
                 else:
-                    passing.append((entry, draft))
+                    passing.append(_Ready(entry, draft, arrival))
         else:
-            passing = list(zip(fresh, drafts, strict=True))
-        # Counted once the entries are safely held or batched: from here nothing raises.
-        self._taken = []
-        if failed:
-            self._metrics.items_failed("normalize", len(failed))
+            passing = [_Ready(*args) for args in zip(fresh, drafts, arrivals, strict=True)]
         forced = self._reorder.forced
         released = self._reorder.release(self._wall(), everything=self._flushing)
+        self._ready = [_Ready(h.stored, h.draft, h.order[1]) for h in released] + passing
+        self._taken = []  # only now: every entry is held or ready
+        if failed:
+            self._metrics.items_failed("normalize", len(failed))
         if self._reorder.forced > forced:
             self._metrics.conversation_events("forced", self._reorder.forced - forced)
         self._metrics.reorder_held(len(self._reorder))
-        return [(h.stored, h.draft) for h in released] + passing
+
+    async def _load_replay(self) -> None:
+        """The batch a crashed process recorded before publishing it (its order differed
+        from entry order), as one batch in that order: the restart republishes exactly
+        the events it may have published (same ids, same sequences)."""
+        recorded = await self._inbox.recorded_order(self.config.partition)
+        entries = await self._inbox.entries(self.config.partition, recorded) if recorded else []
+        self._replay_loaded = True
+        if not entries:
+            return
+        self._replayed = {e.entry_id for e in entries}
+        self._ready = [
+            _Ready(entry, normalize(entry.item), next(self._arrivals)) for entry in entries
+        ]
+        self._replay_cut = len(self._ready)
+        log.info(
+            "shard_replaying_recorded_batch", partition=self.config.partition, entries=len(entries)
+        )
+
+    def _cut(self) -> tuple[list[_Ready], bool]:
+        """The next batch from the ready entries, within the batch's count and bytes (a
+        recorded batch being replayed goes whole), and whether its order must be recorded:
+        when, for some conversation, it is not that conversation's earliest entries in
+        entry order (the window reordered them, or let them pass one it holds)."""
+        if not self._ready:
+            return [], False
+        if self._replay_cut:
+            whole, self._replay_cut = self._ready[: self._replay_cut], 0
+            return whole, False  # still recorded: only its commit clears the record
+        cut: list[_Ready] = []
+        total = 0
+        for ready in self._ready[: self.config.batch_size]:
+            if ready.size is None:
+                ready.size = entry_bytes(ready.stored)
+            if cut and total + ready.size > self.config.max_batch_bytes:
+                break
+            cut.append(ready)
+            total += ready.size
+        return cut, self._reordered(cut)
+
+    def _reordered(self, cut: list[_Ready]) -> bool:
+        latest: dict[str, int] = {}
+        for ready in cut:
+            cid = ready.draft.item.conversation_id
+            if ready.arrival < latest.get(cid, -1):
+                return True
+            latest[cid] = ready.arrival
+        earlier = dict(latest)
+        for ready in self._ready[len(cut) :]:
+            cid = ready.draft.item.conversation_id
+            if cid in earlier and ready.arrival < earlier[cid]:
+                return True
+        return any(
+            (held := self._reorder.earliest(cid)) is not None and held < arrival
+            for cid, arrival in latest.items()
+        )
 
     def _read_block_ms(self) -> int | None:
         """How long the next read may wait: the configured block, shortened to when the
@@ -410,7 +521,11 @@ class ConversationShard:
             stored = await self._inbox.read(
                 self.config.partition, self._cutter.read_count(), block_ms
             )
-            stored = [s for s in stored if not self._reorder.holds(s.entry_id)]
+            stored = [
+                s
+                for s in stored
+                if not self._reorder.holds(s.entry_id) and s.entry_id not in self._replayed
+            ]
             # Held before anything else: an entry read and not held would be lost to this
             # process (each is handed over once per process) and later ones go first.
             self._cutter.hold(stored)

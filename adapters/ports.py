@@ -76,6 +76,14 @@ class Inbox(Protocol):
     in the same atomic step as the data it guards: a delivery's mark with its items
     (`append_deliveries`), an item's mark with the commit that published it (`commit(seen=)`).
     Marks expire after the adapter's window (Meta's 7-day retry horizon by default).
+
+    A batch's order (`record_order`, `recorded_order`, `entries`): a shard may publish a
+    batch in an order other than entry order (its reorder window releases messages by
+    Meta's timestamp and lets statuses pass held ones). Were it to crash after publishing
+    and before committing, a restart reading in entry order would publish other events
+    (other sequences) than the ones already out. So it records the batch's entry ids
+    before publishing, and a restarted shard first takes exactly those entries, in that
+    order; the commit clears the record in its atomic step.
     """
 
     async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
@@ -98,8 +106,39 @@ class Inbox(Protocol):
         state: StateWrite,
         seen: Collection[str] = (),
     ) -> None:
-        """Acknowledge entries, store the conversation and message records and mark item
-        keys seen, atomically."""
+        """Acknowledge entries, store the conversation and message records, mark item keys
+        seen and clear the partition's recorded order, atomically.
+
+        Any commit of the partition clears its record, whichever entries it acknowledges:
+        the shard commits the recorded batch before any other one.
+        """
+        ...
+
+    async def record_order(self, partition: int, entry_ids: Sequence[str]) -> None:
+        """Store, durably, the ordered entry ids of the batch about to be published for
+        the partition, replacing any recorded before (one per partition).
+
+        Returns only once the record is as durable as an append, and succeeds where a
+        commit does (Redis at its memory limit included): the shard records before it
+        publishes, so a record that could fail there would stop the drain.
+        """
+        ...
+
+    async def recorded_order(self, partition: int) -> list[str]:
+        """The entry ids `record_order` stored for the partition, in order; [] when none
+        (never recorded, or cleared by a commit since)."""
+        ...
+
+    async def entries(self, partition: int, entry_ids: Sequence[str]) -> list[StoredItem]:
+        """The partition's uncommitted entries with these ids, in the order given, each
+        with `deliveries=2` (a recorded batch is a redelivery by definition); an id
+        committed since is absent. Ids are the partition's own, as `read` gave them (Redis
+        stream ids repeat across partitions).
+
+        Changes nothing `read` hands out later: a new reader still re-reads every
+        uncommitted entry, these included, in entry order (the caller skips the ids it
+        took here).
+        """
         ...
 
     async def seen(self, keys: Collection[str]) -> set[str]:

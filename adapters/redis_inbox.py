@@ -31,6 +31,11 @@ committed. The one exception: a read that fails (Redis may have handed entries o
 the reply was lost) starts the pending re-read again from the beginning, which hands out
 again every entry this process still holds; the shard skips the ids it holds. A new
 process (a restart) re-reads every uncommitted entry, with `deliveries` > 1.
+
+A batch's order (the shard's crash-consistent republish, adapters/ports.py): a string key
+`<prefix>order:<partition>` holding the JSON list of entry ids, no expiry, SET by an
+allow-oom script (WAITAOF behind it when configured) and DEL'd by the commit's script;
+`entries` fetches them back with one XRANGE per id, outside the consumer group.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from adapters.codec import (
@@ -74,23 +81,26 @@ return 1
 # published entries was refused too and a full inbox could never drain (tested in
 # tests/integration/test_redis_safety.py). Nothing runs between a script's commands and
 # Redis never stops one half-way for memory, so acknowledgement, deletion, conversation
-# and message records, the customer index and the marks stay one atomic step, as in the
-# MULTI; allow-oom lets it run at the limit. It writes a batch's marks (145 B each),
-# message records (~320-410 B) and conversation records (~0.9-1 KB with the index set on
-# 7.0.15, docs/redis.md) while deleting its entries (~1.4 KB for a 0.8 KB text). A
-# record is rewritten in place, so for known conversations a commit at the limit frees
-# more than it writes; a new conversation's first item writes more than its entry frees
-# (~0.9 KB more for a short text), so draining a backlog of new conversations can take
-# Redis above maxmemory by that much per entry: headroom docs/redis.md sizes.
+# and message records, the customer index, the marks and clearing the recorded batch
+# order stay one atomic step, as in the MULTI; allow-oom lets it run at the limit. It
+# writes a batch's marks (145 B each), message records (~320-410 B) and conversation
+# records (~0.9-1 KB with the index set on 7.0.15, docs/redis.md) while deleting its
+# entries (~1.4 KB for a 0.8 KB text) and its recorded order, if any. A record is
+# rewritten in place, so for known conversations a commit at the limit frees more than it
+# writes; a new conversation's first item writes more than its entry frees (~0.9 KB more
+# for a short text), so draining a backlog of new conversations can take Redis above
+# maxmemory by that much per entry: headroom docs/redis.md sizes.
 #
-# KEYS[1]: the stream; KEYS[2]: the sequences hash of versions before issue 9; then n
-# conversation record keys; then the n conversations' issue-9 sequence keys (in the same
-# order); then m message record keys; then x customer index sets; then one key per item
-# mark. ARGV[1]: the group; ARGV[2..4]: n, m, x; ARGV[5]: the marks' window (s);
-# ARGV[6]: the retention (s, 0: records and index sets never expire); ARGV[7]: the message
-# records' TTL (s); then the n conversation ids, the n record bodies, the m message
-# bodies, the x index members (the conversation id each set gains); then the entry ids
-# (500 per XACK: unpack's stack is bounded).
+# KEYS[1]: the stream; KEYS[2]: the sequences hash of versions before issue 9; KEYS[3]:
+# the partition's recorded batch order (deleted: any commit of the partition ends it, the
+# shard commits the recorded batch first); then n conversation record keys; then the n
+# conversations' issue-9 sequence keys (in the same order); then m message record keys;
+# then x customer index sets; then one key per item mark. ARGV[1]: the group; ARGV[2..4]:
+# n, m, x; ARGV[5]: the marks' window (s); ARGV[6]: the retention (s, 0: records and
+# index sets never expire); ARGV[7]: the message records' TTL (s); then the n
+# conversation ids, the n record bodies, the m message bodies, the x index members (the
+# conversation id each set gains); then the entry ids (500 per XACK: unpack's stack is
+# bounded).
 #
 # Order: a script that fails is not rolled back, so the commands that can fail come first.
 # Only a key of another type can make one fail (WRONGTYPE: written by something else):
@@ -98,7 +108,7 @@ return 1
 # on any key, nor HDEL on the old hash (only ever a hash). A failing commit has then
 # written at most index members (`find_conversations` ignores a member without a matching
 # record) and the batch is retried whole: no entry is acknowledged without its records
-# and marks.
+# and marks, and the recorded order stays until one is.
 #
 # A record supersedes the sequence an earlier version stored: the commit deletes it
 # (DEL, HDEL), so a record that later expires cannot bring the old numbering back. With a
@@ -109,7 +119,7 @@ _COMMIT = """#!lua flags=allow-oom
 local n, m, x = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local retention, message_ttl = tonumber(ARGV[6]), ARGV[7]
 for i = 1, x do
-  local set = KEYS[2 + 2 * n + m + i]
+  local set = KEYS[3 + 2 * n + m + i]
   redis.call('SADD', set, ARGV[7 + 2 * n + m + i])
   if retention > 0 then redis.call('EXPIRE', set, retention) else redis.call('PERSIST', set) end
 end
@@ -118,20 +128,30 @@ for i = 8 + 2 * n + m + x, #ARGV, 500 do
   redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, last))
   redis.call('XDEL', KEYS[1], unpack(ARGV, i, last))
 end
+redis.call('DEL', KEYS[3])
 for i = 1, n do
   if retention > 0 then
-    redis.call('SET', KEYS[2 + i], ARGV[7 + n + i], 'EX', retention)
+    redis.call('SET', KEYS[3 + i], ARGV[7 + n + i], 'EX', retention)
   else
-    redis.call('SET', KEYS[2 + i], ARGV[7 + n + i])
+    redis.call('SET', KEYS[3 + i], ARGV[7 + n + i])
   end
-  redis.call('DEL', KEYS[2 + n + i])
+  redis.call('DEL', KEYS[3 + n + i])
   redis.call('HDEL', KEYS[2], ARGV[7 + i])
 end
 if n > 0 and retention > 0 then redis.call('EXPIRE', KEYS[2], retention, 'NX') end
 for i = 1, m do
-  redis.call('SET', KEYS[2 + 2 * n + i], ARGV[7 + 2 * n + i], 'EX', message_ttl)
+  redis.call('SET', KEYS[3 + 2 * n + i], ARGV[7 + 2 * n + i], 'EX', message_ttl)
 end
-for i = 3 + 2 * n + m + x, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[5]) end
+for i = 4 + 2 * n + m + x, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[5]) end
+return 1
+"""
+
+# A batch's order, SET by an allow-oom script for the same reason as the commit: the shard
+# records it before publishing the batch whose commit frees memory, so a plain SET refused
+# at the limit would stop the drain. It writes the batch's ids (~20 B each as JSON, ~5 KB
+# for a 256-entry batch) that the commit following it deletes again.
+_RECORD_ORDER = """#!lua flags=allow-oom
+redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -179,6 +199,7 @@ class RedisInbox:
         self._append_once = self._redis.register_script(_APPEND_ONCE)
         self._commit = self._redis.register_script(_COMMIT)
         self._create_group = self._redis.register_script(_CREATE_GROUP)
+        self._record_order = self._redis.register_script(_RECORD_ORDER)
         self._groups: set[int] = set()
         # Per partition: where the re-read of this consumer's pending entries has got to,
         # or absent once they are all re-read and only new entries (">") are left.
@@ -219,6 +240,21 @@ class RedisInbox:
         """The Redis key of a dedup mark."""
         return f"{self._prefix}seen:{key}"
 
+    def order_key(self, partition: int) -> str:
+        """The Redis key of a partition's recorded batch order."""
+        return f"{self._prefix}order:{partition}"
+
+    async def _execute_durably(self, pipe: Pipeline) -> list[Any]:
+        """Execute a pipeline of writes with WAITAOF behind them when configured (one
+        connection, so WAITAOF covers exactly these writes); the writes' replies. A
+        WAITAOF short of its counts raises TransientError."""
+        if self._waitaof is not None:
+            pipe.execute_command(*self._waitaof.command())
+        results: list[Any] = await pipe.execute()
+        if self._waitaof is not None:
+            check_waitaof(results.pop(), self._waitaof)
+        return results
+
     async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """One EVALSHA per delivery (check mark, XADD items, set mark), then WAITAOF when
         configured: one round trip on one connection, so WAITAOF covers these writes.
@@ -238,13 +274,9 @@ class RedisInbox:
                         args=[self._window_s, *(dump_item(i) for i in items)],
                         client=pipe,
                     )
-                if self._waitaof is not None:
-                    pipe.execute_command(*self._waitaof.command())
-                results = await pipe.execute()
+                results = await self._execute_durably(pipe)
         except RedisError as exc:
             raise TransientError(f"redis append: {exc}") from exc
-        if self._waitaof is not None:
-            check_waitaof(results.pop(), self._waitaof)
         return [bool(r) for r in results]
 
     async def seen(self, keys: Collection[str]) -> set[str]:
@@ -277,7 +309,7 @@ class RedisInbox:
         """
         try:
             return await self._read(partition, count, block_ms)
-        except Exception as exc:
+        except BaseException as exc:  # a cancelled read may have lost a reply too: re-read
             self._pending_done.discard(partition)
             self._pending_from.pop(partition, None)
             if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
@@ -335,10 +367,10 @@ class RedisInbox:
         state: StateWrite,
         seen: Collection[str] = (),
     ) -> None:
-        """XACK + XDEL the entries, SET the conversation records (EX the retention, when
-        set) and SET EX the message records, SADD each customer conversation to its index
-        sets, SET EX the marks: one allow-oom script, so it succeeds at the memory limit
-        (the drain is what frees memory)."""
+        """XACK + XDEL the entries, DEL the partition's recorded order, SET the
+        conversation records (EX the retention, when set) and SET EX the message records,
+        SADD each customer conversation to its index sets, SET EX the marks: one allow-oom
+        script, so it succeeds at the memory limit (the drain is what frees memory)."""
         conversations = list(state.conversations.items())
         messages = list(state.messages.items())
         index: list[tuple[str, str]] = [
@@ -352,6 +384,7 @@ class RedisInbox:
         keys = [
             self.stream(partition),
             self._legacy_seq_key,
+            self.order_key(partition),
             *(self.conversation_key(cid) for cid, _ in conversations),
             *(self.sequence_key(cid) for cid, _ in conversations),
             *(self.message_key(key) for key, _ in messages),
@@ -376,6 +409,57 @@ class RedisInbox:
             await self._commit(keys=keys, args=args)
         except RedisError as exc:
             raise TransientError(f"redis commit: {exc}") from exc
+
+    async def record_order(self, partition: int, entry_ids: Sequence[str]) -> None:
+        """SET the order key to the JSON list by the allow-oom script (so it succeeds at
+        the memory limit), WAITAOF behind it when configured, as an append: one round trip.
+
+        WAITAOF short of its counts is a failed record (TransientError): the shard retries
+        it before publishing anything, so nothing is out that a lost record would reorder.
+        """
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await self._record_order(
+                    keys=[self.order_key(partition)],
+                    args=[orjson.dumps(list(entry_ids))],
+                    client=pipe,
+                )
+                await self._execute_durably(pipe)
+        except RedisError as exc:
+            raise TransientError(f"redis record_order: {exc}") from exc
+
+    async def recorded_order(self, partition: int) -> list[str]:
+        """GET the order key."""
+        try:
+            body = await self._redis.get(self.order_key(partition))
+        except RedisError as exc:
+            raise TransientError(f"redis recorded_order: {exc}") from exc
+        return [] if body is None else [str(entry_id) for entry_id in orjson.loads(body)]
+
+    async def entries(self, partition: int, entry_ids: Sequence[str]) -> list[StoredItem]:
+        """XRANGE id id per id, pipelined: one round trip. XRANGE reads the stream, not
+        the group, so neither this consumer's pending list nor its delivery counts change
+        (XREADGROUP or XCLAIM would). Committed entries are deleted: XRANGE finds nothing."""
+        wanted = list(entry_ids)
+        if not wanted:
+            return []
+        key = self.stream(partition)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for entry_id in wanted:
+                    pipe.xrange(key, min=entry_id, max=entry_id)
+                replies: list[Any] = await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"redis entries: {exc}") from exc
+        return [
+            StoredItem(
+                entry_id=entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id),
+                item=load_item(fields[b"d"]),
+                deliveries=2,
+            )
+            for reply in replies
+            for entry_id, fields in reply
+        ]
 
     async def conversations(
         self, conversation_ids: Collection[str]

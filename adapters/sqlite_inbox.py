@@ -18,6 +18,11 @@ so no entry appears below it later. An entry this process holds uncommitted whil
 ones are committed is therefore never handed out again by it, failed reads included (the
 cursor moves only once a read's entries are decoded). A new process (a restart) starts
 at 0 and re-reads every uncommitted entry, its `deliveries` counted up.
+
+A batch's order (the shard's crash-consistent republish, adapters/ports.py): a row of
+`batch_order (partition, entry_ids)` (the JSON list of ids), upserted in its own
+transaction and deleted by the commit's; `entries` selects them by id, leaving the cursor
+and the `deliveries` counts alone.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from adapters.codec import (
     dump_conversation,
@@ -76,6 +83,10 @@ CREATE TABLE IF NOT EXISTS seen (
     expires REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires);
+CREATE TABLE IF NOT EXISTS batch_order (
+    partition INTEGER PRIMARY KEY,
+    entry_ids TEXT NOT NULL
+);
 """
 _PURGE_EVERY_S = 60.0
 # A customer's conversations: one indexed search per id, merged (with `wa_id = ? OR
@@ -96,7 +107,7 @@ _IN_CHUNK = 500
 
 
 def _select_in(
-    conn: sqlite3.Connection, query: str, values: Sequence[str], *leading: object
+    conn: sqlite3.Connection, query: str, values: Sequence[str | int], *leading: object
 ) -> list[tuple[Any, ...]]:
     """Rows of `query` for every value: its `{marks}` becomes one `?` per value of a chunk,
     bound after `leading`; one statement per chunk of at most _IN_CHUNK values."""
@@ -227,8 +238,9 @@ class SqliteInbox:
         state: StateWrite,
         seen: Collection[str] = (),
     ) -> None:
-        """Delete the entries, upsert the conversation and message records, delete the
-        records' superseded legacy sequences and store the marks: one transaction."""
+        """Delete the entries and the partition's recorded order, upsert the conversation
+        and message records, delete the records' superseded legacy sequences and store the
+        marks: one transaction."""
         ids = [(int(entry_id),) for entry_id in entry_ids]
         keys = list(seen)
         records = [
@@ -249,6 +261,7 @@ class SqliteInbox:
                 )
                 self._purge(conn, now)
                 conn.executemany("DELETE FROM inbox WHERE id = ?", ids)
+                conn.execute("DELETE FROM batch_order WHERE partition = ?", (partition,))
                 conn.executemany(
                     "INSERT INTO conversations "
                     "(conversation_id, tenant_id, wa_id, user_id, body, expires) "
@@ -268,6 +281,48 @@ class SqliteInbox:
                 )
 
         await self._db.run(write)
+
+    async def record_order(self, partition: int, entry_ids: Sequence[str]) -> None:
+        """Upsert the partition's row of `batch_order`: one transaction, fsynced (FULL)."""
+        body = orjson.dumps(list(entry_ids)).decode()
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO batch_order (partition, entry_ids) VALUES (?, ?) "
+                    "ON CONFLICT (partition) DO UPDATE SET entry_ids = excluded.entry_ids",
+                    (partition, body),
+                )
+
+        await self._db.run(write)
+
+    async def recorded_order(self, partition: int) -> list[str]:
+        """The partition's row of `batch_order`, [] without one."""
+
+        def fetch(conn: sqlite3.Connection) -> list[str]:
+            row = conn.execute(
+                "SELECT entry_ids FROM batch_order WHERE partition = ?", (partition,)
+            ).fetchone()
+            return [] if row is None else [str(entry_id) for entry_id in orjson.loads(row[0])]
+
+        return await self._db.run(fetch)
+
+    async def entries(self, partition: int, entry_ids: Sequence[str]) -> list[StoredItem]:
+        """The partition's rows with these ids, in the order given: a SELECT only, so the
+        reader's cursor and the rows' `deliveries` counts stay as they were."""
+        wanted = [int(entry_id) for entry_id in entry_ids]
+
+        def fetch(conn: sqlite3.Connection) -> dict[int, bytes]:
+            query = "SELECT id, body FROM inbox WHERE partition = ? AND id IN ({marks})"
+            return {row_id: body for row_id, body in _select_in(conn, query, wanted, partition)}
+
+        bodies = await self._db.run(fetch) if wanted else {}
+        return [
+            StoredItem(entry_id=str(row_id), item=load_item(bodies[row_id]), deliveries=2)
+            for row_id in wanted
+            if row_id in bodies
+        ]
 
     async def conversations(
         self, conversation_ids: Collection[str]

@@ -177,6 +177,14 @@ class Settings(BaseSettings):
             )
         if self.conversation_cache < 1 or self.conversation_idle_s <= 0:
             raise SettingsError("WA_CONVERSATION_CACHE and WA_CONVERSATION_IDLE_S must be > 0")
+        if (
+            self.conversation_retention_s
+            and self.conversation_idle_s >= self.conversation_retention_s
+        ):
+            # A shard would keep numbering from a cached record the store has expired.
+            raise SettingsError(
+                "WA_CONVERSATION_IDLE_S must be shorter than WA_CONVERSATION_RETENTION_S"
+            )
         if not 0 <= self.reorder_window_ms <= 60_000 or self.reorder_max_held < 1:
             raise SettingsError(
                 "WA_REORDER_WINDOW_MS must be between 0 and 60000, WA_REORDER_MAX_HELD >= 1"

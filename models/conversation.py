@@ -66,7 +66,12 @@ class ServiceWindow(_Frozen):
 
 class ConversationRecord(_Frozen):
     """What the store keeps per conversation. `created_at` is None only for a record that
-    holds nothing but the last sequence of a version before issue 10 (`legacy`)."""
+    holds nothing but the last sequence of a version before issue 10 (`legacy`).
+
+    Members it does not know are ignored when read (a record written by a later version,
+    then rolled back, must not stop its partition)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     v: Literal[1] = 1
     conversation_id: str

@@ -239,6 +239,9 @@ INBOX_CALLS: dict[str, Callable[[Inbox], Awaitable[object]]] = {
     "commit_messages": lambda inbox: inbox.commit(
         0, [], StateWrite(messages={"c1:wamid.1": MessageRecord(state="sent")})
     ),
+    "record_order": lambda inbox: inbox.record_order(0, ["2", "1"]),
+    "recorded_order": lambda inbox: inbox.recorded_order(0),
+    "entries": lambda inbox: inbox.entries(0, ["2", "1"]),
     "seen": lambda inbox: inbox.seen(["i:1"]),
     "conversations": lambda inbox: inbox.conversations(["c1"]),
     "messages": lambda inbox: inbox.messages(["c1:wamid.1"]),

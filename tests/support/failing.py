@@ -54,6 +54,21 @@ class FailingInbox:
         self._check()
         await self.inner.commit(partition, entry_ids, state, seen)
 
+    async def record_order(self, partition: int, entry_ids: Sequence[str]) -> None:
+        """Refused while down."""
+        self._check()
+        await self.inner.record_order(partition, entry_ids)
+
+    async def recorded_order(self, partition: int) -> list[str]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.recorded_order(partition)
+
+    async def entries(self, partition: int, entry_ids: Sequence[str]) -> list[StoredItem]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.entries(partition, entry_ids)
+
     async def seen(self, keys: Collection[str]) -> set[str]:
         """Refused while down."""
         self._check()

@@ -145,3 +145,80 @@ def test_publication_before_the_200_arrives_is_ours_and_not_lost() -> None:
     summary = ledger.summary()
     assert (summary.foreign_events, summary.lost, summary.published_before_ack) == (0, 0, 1)
     assert ledger.ack_to_published() == {"w1": 0.0}
+
+
+def _state(conv: str, seq: int, kind: str = "created") -> dict[str, object]:
+    return {
+        "event_id": f"conv:{conv}:{kind}:{seq}",
+        "category": "conversation",
+        "type": kind,
+        "conversation_id": conv,
+        "sequence": seq,
+        "data": {"kind": "conversation", "state": {"conversation_id": conv}},
+    }
+
+
+def test_state_events_are_counted_apart_and_take_part_in_the_order_checks() -> None:
+    """A `conversation.created` consumed before its item, and a later `.updated`, are
+    state events: not items (no loss, duplicate or foreign count), counted by type, and
+    checked with the items over the conversation's whole stream (no gap at 1 → 2)."""
+    ledger = Ledger(expect_dedup=True)
+    ledger.record_attempt(("w1", "w2"), acked_at=1.0)
+    assert ledger.record_published(_state("c1", 1), at=1.25) is None
+    assert ledger.record_published(_event("w1", "c1", 2), at=1.5) == "w1"
+    assert ledger.record_published(_state("c1", 3, "updated"), at=1.75) is None
+    assert ledger.record_published(_event("w2", "c1", 4), at=2.0) == "w2"
+    summary = ledger.summary()
+    assert (summary.lost, summary.foreign_events, summary.published_events) == (0, 0, 2)
+    assert (summary.published_duplicates, summary.unexpected_duplicates) == (0, 0)
+    assert summary.state_events == 2
+    assert summary.state_events_by_type == {"created": 1, "updated": 1}
+    assert (summary.conversations_created, summary.repeated_created) == (1, 0)
+    assert (summary.order_violations, summary.sequence_gaps) == (0, 0)
+    assert ledger.ack_to_published() == {"w1": 0.5, "w2": 1.0}
+
+
+def test_a_state_event_out_of_order_with_the_items_is_a_violation() -> None:
+    """The item took the sequence the state event carries: the stream went backwards,
+    whichever of the two is the state event."""
+    ledger = Ledger()
+    ledger.record_attempt(("w1", "w2"), acked_at=1.0)
+    ledger.record_published(_event("w1", "c1", 2), at=1.1)
+    ledger.record_published(_state("c1", 1), at=1.2)  # created after its item
+    ledger.record_published(_state("c2", 2, "updated"), at=1.3)
+    ledger.record_published(_event("w2", "c2", 2), at=1.4)  # same sequence as c2's update
+    summary = ledger.summary()
+    assert summary.order_violations == 2
+    assert summary.order_examples == [
+        {"conversation_id": "c1", "after": 2, "got": 1},
+        {"conversation_id": "c2", "after": 2, "got": 2},
+    ]
+
+
+def test_a_state_event_of_a_conversation_without_the_runs_items_is_foreign() -> None:
+    """Another run's conversation (no item event of this run in it) is not this run's."""
+    ledger = Ledger()
+    ledger.record_attempt(("w1",), acked_at=1.0)
+    ledger.record_published(_state("other", 1), at=1.1)
+    ledger.record_published(_event("x", "other", 2), at=1.2)  # someone else's item
+    ledger.record_published(_event("w1", "c1", 5), at=1.3)  # an older conversation of ours
+    summary = ledger.summary()
+    assert (summary.foreign_events, summary.state_events, summary.lost) == (2, 0, 0)
+    assert summary.conversations_created == 0
+
+
+def test_a_second_created_is_counted_and_a_redelivered_one_is_not() -> None:
+    """Two `conversation.created` with distinct ids in one conversation: one repeated;
+    the same one consumed twice (a broker redelivery) is `republished`, no repeat."""
+    ledger = Ledger()
+    ledger.record_attempt(("w1", "w2"), acked_at=1.0)
+    ledger.record_published(_state("c1", 1), at=1.1)
+    ledger.record_published(_state("c1", 1), at=1.1)
+    ledger.record_published(_event("w1", "c1", 2), at=1.2)
+    second = {**_state("c1", 3), "event_id": "conv:c1:created:again"}
+    ledger.record_published(second, at=1.3)
+    ledger.record_published(_event("w2", "c1", 4), at=1.4)
+    summary = ledger.summary()
+    assert (summary.conversations_created, summary.repeated_created) == (1, 1)
+    assert (summary.republished, summary.order_violations) == (1, 0)
+    assert summary.state_events_by_type == {"created": 3}
