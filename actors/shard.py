@@ -255,6 +255,7 @@ class ConversationShard:
         self._replay_loaded = False  # the crashed batch's recorded order was looked up
         self._replayed: set[str] = set()  # entries taken from that order: skipped by reads
         self._replay_cut = 0  # how many of the ready entries are that batch (one batch)
+        self._ready_bounded = False  # the ready entries are one take of the cutter
         self._flushing = False  # stopping: release every held entry
         self._stopping = asyncio.Event()
         self._batch: _Batch | None = None
@@ -433,6 +434,8 @@ class ConversationShard:
         forced = self._reorder.forced
         released = self._reorder.release(self._wall(), everything=self._flushing)
         self._ready = [_Ready(h.stored, h.draft, h.order[1]) for h in released] + passing
+        # Nothing released: the ready entries are one take of the cutter, within bounds.
+        self._ready_bounded = not released
         self._taken = []  # only now: every entry is held or ready
         if failed:
             self._metrics.items_failed("normalize", len(failed))
@@ -468,6 +471,8 @@ class ConversationShard:
         if self._replay_cut:
             whole, self._replay_cut = self._ready[: self._replay_cut], 0
             return whole, False  # still recorded: only its commit clears the record
+        if self._ready_bounded:
+            return list(self._ready), self._reordered(self._ready)
         cut: list[_Ready] = []
         total = 0
         for ready in self._ready[: self.config.batch_size]:

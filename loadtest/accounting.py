@@ -13,9 +13,20 @@ Definitions (the report and docs/benchmarks.md use exactly these):
 - *Unexpected duplicates*: publications beyond what the senders made inevitable. Without
   delivery dedup in the service (`expect_dedup=False`) every attempted copy may legitimately
   be published once, so the allowance is the attempted copies; with dedup it is 1.
+- *State events*: the service's `conversation.created` / `conversation.updated` (category
+  `conversation`, actors/conversation.py). They are no item's publication, so they are
+  never lost, duplicates or unexpected, and are counted apart (`state_events`, by type).
+  A state event is the run's when an item event of the run is published in its
+  conversation (a `conversation.created` is consumed before the item that caused it, so
+  it waits for that item); one whose conversation never gets an item event of the run is
+  foreign. `conversations_created`: conversations with a
+  `conversation.created`; `repeated_created`: `conversation.created` events, by distinct
+  event id, beyond a conversation's first (a redelivery repeats the id: not counted).
 - *Order violation*: an event whose `sequence` is not greater than the last one consumed
-  for its `conversation_id`. An exact re-publication (same conversation, sequence and
-  event id, i.e. a broker redelivery) is counted as `republished`, not as a violation.
+  for its `conversation_id`, over the whole stream of the run's conversations, state
+  events included (they take sequences like any event). An exact re-publication (same
+  conversation, sequence and event id, i.e. a broker redelivery) is counted as
+  `republished`, not as a violation.
 """
 
 from __future__ import annotations
@@ -26,9 +37,19 @@ from typing import Any
 
 from loadtest.payloads import field_key
 
+STATE_CATEGORY = "conversation"
+"""The category of the service's state events (actors/conversation.py's
+CONVERSATION_CATEGORY; not imported: the harness also measures other systems)."""
+
+
+def is_state_event(event: dict[str, Any]) -> bool:
+    """A state event (`conversation.created` / `.updated`), not an item's publication."""
+    return event.get("category") == STATE_CATEGORY
+
 
 def tracking_key_of_event(event: dict[str, Any]) -> str:
-    """The tracking key of a published event (the inverse of what the generator sends)."""
+    """The tracking key of an item's published event (the inverse of what the generator
+    sends); state events have none (is_state_event)."""
     event_id = str(event.get("event_id", ""))
     if event.get("category") in ("message", "status"):
         return event_id
@@ -49,6 +70,11 @@ def _find(data: Any, name: str, depth: int = 3) -> Any:
         if found is not None:
             return found
     return None
+
+
+def _numbering(event: dict[str, Any]) -> tuple[int, str]:
+    """The event's (sequence, event_id), as the order checks take them."""
+    return int(event.get("sequence", 0)), str(event.get("event_id"))
 
 
 @dataclass(slots=True)
@@ -105,6 +131,10 @@ class LedgerSummary:
     sequence_gaps: int
     published_before_ack: int
     order_examples: list[dict[str, Any]]
+    state_events: int
+    state_events_by_type: dict[str, int]
+    conversations_created: int
+    repeated_created: int
 
 
 class Ledger:
@@ -118,6 +148,14 @@ class Ledger:
         self.first_published: dict[str, float] = {}
         self.foreign = 0
         self.order = OrderTracker()
+        self.ours: set[str] = set()  # conversations an item event of the run was published in
+        # State events of conversations not (yet) known to be the run's, in consume order:
+        # (type, sequence, event_id), not the event (it carries the whole record).
+        self.pending_state: dict[str, list[tuple[str, int, str]]] = {}
+        self.state_by_type: Counter[str] = Counter()
+        # The event ids of each conversation's `conversation.created`: a redelivery repeats
+        # one (same id), which is no second creation.
+        self.created: dict[str, set[str]] = {}
 
     def record_sending(self, keys: tuple[str, ...]) -> None:
         """A POST attempt carrying these keys is about to start.
@@ -140,19 +178,40 @@ class Ledger:
                     self.first_ack[key] = acked_at
 
     def record_published(self, event: dict[str, Any], at: float) -> str | None:
-        """One consumed event; returns its key, or None for someone else's event."""
+        """One consumed event; returns its key, or None for someone else's event and for
+        a state event (accounted apart, see the module docstring)."""
+        if is_state_event(event):
+            self._record_state(event)
+            return None
         key = tracking_key_of_event(event)
         if key not in self.attempted:
             self.foreign += 1
             return None
         self.published[key] += 1
         self.first_published.setdefault(key, at)
-        self.order.observe(
-            str(event.get("conversation_id")),
-            int(event.get("sequence", 0)),
-            str(event.get("event_id")),
-        )
+        conversation_id = str(event.get("conversation_id"))
+        if conversation_id not in self.ours:
+            self.ours.add(conversation_id)
+            # Consumed before this event: observed first, so the order checks see the
+            # conversation's stream as it was consumed.
+            for state in self.pending_state.pop(conversation_id, []):
+                self._observe_state(conversation_id, *state)
+        self.order.observe(conversation_id, *_numbering(event))
         return key
+
+    def _record_state(self, event: dict[str, Any]) -> None:
+        conversation_id = str(event.get("conversation_id"))
+        state = (str(event.get("type")), *_numbering(event))
+        if conversation_id in self.ours:
+            self._observe_state(conversation_id, *state)
+        else:
+            self.pending_state.setdefault(conversation_id, []).append(state)
+
+    def _observe_state(self, conversation_id: str, kind: str, sequence: int, event_id: str) -> None:
+        self.state_by_type[kind] += 1
+        if kind == "created":
+            self.created.setdefault(conversation_id, set()).add(event_id)
+        self.order.observe(conversation_id, sequence, event_id)
 
     def missing(self) -> int:
         """Acked keys not published yet (what the grace period waits for)."""
@@ -186,7 +245,7 @@ class Ledger:
                 max(0, c - allowance[key]) for key, c in self.published.items()
             ),
             published_unacked=sum(1 for key in self.published if key not in self.first_ack),
-            foreign_events=self.foreign,
+            foreign_events=self.foreign + sum(len(e) for e in self.pending_state.values()),
             order_violations=self.order.violations,
             republished=self.order.republished,
             sequence_gaps=self.order.gaps,
@@ -196,4 +255,8 @@ class Ledger:
                 if key in self.first_published and self.first_published[key] < acked
             ),
             order_examples=list(self.order.examples),
+            state_events=sum(self.state_by_type.values()),
+            state_events_by_type=dict(self.state_by_type),
+            conversations_created=len(self.created),
+            repeated_created=sum(len(ids) - 1 for ids in self.created.values()),
         )

@@ -10,15 +10,18 @@ from pathlib import Path
 import uvicorn
 
 from actors.shard import ConversationShard
-from adapters.outbox import OutboxPublisher
+from adapters.outbox import OutboxPublisher, read_outbox
 from ingress.app import IngressDeps, create_app
 from loadtest.consumers import OutboxSource
 from loadtest.harness import RunConfig, run_load
 from loadtest.sender import RetryPolicy
 from loadtest.tenants import generate_tenants, to_tenants_file
 from loadtest.traffic import TrafficGenerator
+from models.conversation import ConversationKind
+from models.routing import conversation_id, conversation_key
 from models.tenant import TenantDirectory
 from tests.support.configs import ingress_config, shard_config, sqlite_inbox
+from tests.support.events import check_streams, is_state_event
 
 PARTITIONS = 2
 
@@ -31,8 +34,9 @@ def _free_port() -> int:
 
 async def test_harness_counts_no_loss_and_no_order_breaks(tmp_path: Path) -> None:
     """Three seconds at 40 req/s of batched, duplicated, reordered traffic: every acked
-    item is published, no conversation goes backwards, and nothing is published more often
-    than the generator sent it."""
+    item is published, no conversation goes backwards (state events included), nothing is
+    published more often than the generator sent it, and the `conversation.created` /
+    `.updated` events are counted apart, as the outbox holds them."""
     tenants = generate_tenants(2, seed=7)
     directory = TenantDirectory(to_tenants_file(tenants).tenants)
     inbox_path, outbox_path = tmp_path / "inbox.db", tmp_path / "outbox.db"
@@ -100,3 +104,23 @@ async def test_harness_counts_no_loss_and_no_order_breaks(tmp_path: Path) -> Non
     assert events["published_duplicates"] <= events["deliberate_copies"]
     assert events["unexpected_duplicates"] == 0
     assert report["ack_to_published_ms"]["count"] == events["keys_acked"]
+
+    # The harness's counts against the whole stream the outbox holds (all of it this run's):
+    # each customer conversation opened by its one `conversation.created`, every
+    # conversation numbered 1..n with its state events; the tenants' field events none.
+    published = [row["event"] for row in read_outbox(outbox_path, limit=100_000)]
+    tenant_streams = {conversation_id(conversation_key(t.id, None, None)) for t in tenants}
+    kinds: dict[str, ConversationKind] = {  # the generator makes no group conversations
+        e["conversation_id"]: "tenant" if e["conversation_id"] in tenant_streams else "customer"
+        for e in published
+    }
+    check_streams(published, kinds)
+    state = [e for e in published if is_state_event(e)]
+    customers = sum(1 for kind in kinds.values() if kind == "customer")
+    assert customers > 0
+    assert events["published_events"] == len(published) - len(state)
+    assert events["state_events"] == len(state)
+    assert sum(events["state_events_by_type"].values()) == len(state)
+    assert events["state_events_by_type"]["created"] == customers
+    assert (events["conversations_created"], events["repeated_created"]) == (customers, 0)
+    assert events["sequence_gaps"] == 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import orjson
@@ -14,7 +15,7 @@ from actors.shard_metrics import ShardStats
 from adapters.outbox import OutboxPublisher, read_outbox
 from tests.conftest import RABBITMQ_URL
 from tests.support.configs import rabbit_publisher, redis_inbox, shard_config, sqlite_inbox
-from tests.support.events import inbox_item, store
+from tests.support.events import check_streams, inbox_item, item_events, store
 from tests.support.shards import POISON, drain, flow_reply
 
 
@@ -42,8 +43,9 @@ async def test_redis_pending_entries_are_retried_in_batches_growing_from_one(
 async def test_poison_items_reach_rabbitmq_as_unsupported_in_their_places(
     exchange_name: str, tmp_path: Path
 ) -> None:
-    """Every poison after a good item: every event confirmed by the broker in order, each
-    poison as `unsupported`."""
+    """Every poison after a good item: every event confirmed by the broker in order (c1's
+    `conversation.created` first, the whole stream numbered 1..n), each poison as
+    `unsupported`."""
     publisher = rabbit_publisher(exchange_name)
     await publisher.ping()
     connection = await aio_pika.connect(RABBITMQ_URL)
@@ -56,18 +58,19 @@ async def test_poison_items_reach_rabbitmq_as_unsupported_in_their_places(
     await store(inbox, items)
     config = shard_config(block_ms=10, max_item_age_s=None)
     sizes = await drain(ConversationShard(config, inbox, publisher, ShardStats()))
-    assert sum(sizes) == len(items)
-    got: list[tuple[str, str]] = []
+    published = len(items) + 1  # and c1's conversation.created, before wamid.1
+    assert sum(sizes) == published
+    got: list[dict[str, Any]] = []
     async with queue.iterator(timeout=5) as messages:
         async for message in messages:
             async with message.process():
-                body = orjson.loads(message.body)
-                got.append((body["event_id"], body["category"]))
-            if len(got) == len(items):
+                got.append(orjson.loads(message.body))
+            if len(got) == published:
                 break
-    assert got == [("wamid.1", "message")] + [
-        (f"wamid.{n}", "unsupported") for n in range(2, len(items) + 1)
-    ]
+    check_streams(got, {"c1": "customer"})
+    assert [(e["event_id"], e["category"]) for e in item_events(got)] == [
+        ("wamid.1", "message")
+    ] + [(f"wamid.{n}", "unsupported") for n in range(2, len(items) + 1)]
     await inbox.close()
     await publisher.close()
     await connection.close()
