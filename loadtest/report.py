@@ -80,6 +80,9 @@ def verdict(report: dict[str, Any]) -> list[str]:
         f" | published duplicates {ev['published_duplicates']}"
         f" unexpected {ev['unexpected_duplicates']}"
         f" | order violations {ev['order_violations']}"
+        f" | state events {ev.get('state_events', 0)}"
+        f" (conversations created {ev.get('conversations_created', 0)},"
+        f" repeated created {ev.get('repeated_created', 0)})"
         if report.get("events_consumed", True)
         else "events: not consumed (the target publishes nothing the harness can match)"
     )

@@ -179,7 +179,10 @@ def finish(report: dict[str, Any], report_dir: Path, name: str = "report") -> in
     print(f"reports: {report_dir / (name + '.json')} {report_dir / (name + '.png')}")
     ev = report["events"]
     bad = report.get("events_consumed", True) and (
-        ev["lost"] or ev["order_violations"] or ev["unexpected_duplicates"]
+        ev["lost"]
+        or ev["order_violations"]
+        or ev["unexpected_duplicates"]
+        or ev.get("repeated_created", 0)  # a second conversation.created with a new id
     )
     return 1 if bad else 0
 

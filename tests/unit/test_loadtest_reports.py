@@ -8,6 +8,7 @@ import orjson
 
 from loadtest.bench_doc import BEGIN, END, update_doc
 from loadtest.report import verdict, write_json, write_png
+from loadtest.run_command import finish
 from loadtest.wrk import parse
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8101/webhook
@@ -95,3 +96,15 @@ def test_verdict_does_not_claim_loss_when_events_were_not_consumed() -> None:
     lines = verdict(report)
     assert lines[-1].startswith("events: not consumed")
     assert not any("lost" in line for line in lines)
+
+
+def test_a_repeated_conversation_created_fails_the_run(tmp_path: Path) -> None:
+    """State events are reported; a second `conversation.created` with a new id for one
+    conversation is a failure (exit 1) like a lost event, while none passes (exit 0)."""
+    report = _report()
+    events = dict(report["events"])  # type: ignore[call-overload]
+    clean = {**report, "events": {**events, "state_events": 4, "conversations_created": 3}}
+    assert any("state events 4 (conversations created 3" in line for line in verdict(clean))
+    assert finish(clean, tmp_path, "clean") == 0
+    repeated = {**clean, "events": {**clean["events"], "repeated_created": 1}}  # type: ignore[dict-item]
+    assert finish(repeated, tmp_path, "repeated") == 1
