@@ -592,8 +592,18 @@ class ConversationShard:
         seq = applied.record.last_sequence
         kinds = ("created",) if applied.created else ()
         for kind in (*kinds, *(("updated",) if applied.changes else ())):
+            try:
+                event = state_event(kind, applied, draft, seq + 1)
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- a poison item must not stop its partition
+                # Not published, and takes no sequence: the item's own event still goes out
+                # (a redelivery fails the same way, so the numbering repeats exactly).
+                self._log(draft.item, draft.event_id, "state_event", exc)
+                self._metrics.items_failed("state_event", 1)
+                continue
             seq += 1
-            numbered.events.append(state_event(kind, applied, draft, seq))
+            numbered.events.append(event)
             numbered.items.append(draft.item)
         seq += 1
         numbered.events.append(self._number(draft, seq, numbered, applied))

@@ -227,3 +227,28 @@ async def test_a_memory_error_is_retried_not_taken_for_a_poison_item(
     assert await inbox.backlog(0) == 0
     await inbox.close()
     await outbox.close()
+
+
+async def test_a_state_event_that_cannot_be_built_does_not_stop_the_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If building `conversation.created` raises (nothing Meta sends does today: this
+    guards a future bug), the item's own event is still published and numbered, the
+    failure is counted, and the partition moves on."""
+
+    def broken(*_: Any) -> NormalizedEvent:
+        raise ValueError("cannot build the state event")
+
+    monkeypatch.setattr("actors.shard.state_event", broken)
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    stats = ShardStats()
+    await store(inbox, [inbox_item(1), inbox_item(2)])
+    shard = ConversationShard(shard_config(block_ms=10, max_item_age_s=None), inbox, outbox, stats)
+    await drain(shard)
+    events = [row["event"] for row in read_outbox(tmp_path / "outbox.db")]
+    assert [(e["event_id"], e["sequence"]) for e in events] == [("wamid.1", 1), ("wamid.2", 2)]
+    assert stats.item_failures == 1
+    assert await inbox.backlog(0) == 0
+    await inbox.close()
+    await outbox.close()
