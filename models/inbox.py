@@ -47,6 +47,11 @@ class InboxItem(BaseModel):
     # Nobody owned the number when it arrived, so a replay may attribute the change only to
     # one of these tenants (docs/security.md), never to whoever claims the number later.
     signed_by: tuple[str, ...] = ()
+    # Re-appended by a replay (`python -m cluster replay`, POST /admin/replay): the shard
+    # publishes it even when its event was published before (the service's own duplicate
+    # suppression is bypassed on purpose), with the same event_id, at the conversation's
+    # next sequence, and with a `replayed` header.
+    replayed: bool = False
 
 
 class StoredItem(BaseModel):
