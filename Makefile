@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit services bench schema docker-check clean
+.PHONY: run test lint typecheck unit services bench chaos schema docker-check clean
 
 # The dev venv: the service (editable), the dev tools and the bench extra (loadtest/'s
 # packages; loadtest/ itself is imported from the checkout, never installed). The Docker
@@ -42,6 +42,13 @@ test: $(STAMP) services lint
 ## unit: the fast suites only (no sockets, no Ray)
 unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit tests/contract -m 'not redis and not rabbitmq'
+
+## chaos: the chaos suite's long run (more load, longer faults; `make test` runs the short
+## one) against the real service on its own Redis and RabbitMQ node; writes
+## var/chaos/chaos-long.json and .md (the table in docs/reliability.md)
+chaos: $(STAMP) services
+	WA_CHAOS=long $(VENV)/bin/pytest tests/chaos -m chaos
+	cat var/chaos/chaos-long.md
 
 ## bench: the three-way throughput/latency comparison (see docs/benchmarks.md)
 bench: $(STAMP) services

@@ -135,5 +135,6 @@ class EventDraft:
             referral=parts.referral,
             context=context,
             late=late,
+            replayed=item.replayed,
             data=parts.data if data is None else data,
         )

@@ -7,12 +7,14 @@ whole pipeline; it takes no traffic. Serve's health check restarts a dead shard'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import ray
 import structlog
 from ray import serve
 
+from actors.archiver import Archiver, ArchiverStatus
 from actors.shard import ShardConfig
 from actors.shard_actor import ShardActor, ShardDepsFactory, ShardStatus, shard_actor_options
 
@@ -35,7 +37,12 @@ class ShardPool:
         config_for: Callable[[int], ShardConfig],
         deps_factory: ShardDepsFactory,
         name_prefix: str = "wa",
+        archiver_factory: Callable[[], Archiver] | None = None,
     ) -> None:
+        # The archiver (actors/archiver.py) is a loop on this replica's event loop, not an
+        # actor of its own: it only waits on I/O, and a process more costs ~100 MB.
+        self._archiver = archiver_factory() if archiver_factory is not None else None
+        self._archiving: asyncio.Task[None] | None = None
         self._shards = [
             ShardActor.options(**shard_actor_options(p, name_prefix)).remote(  # type: ignore[attr-defined]
                 config_for(p), deps_factory
@@ -51,22 +58,50 @@ class ShardPool:
         actor by itself (max_restarts=-1), and failing this check would make Serve replace
         the pool, whose shutdown drains and ends every healthy shard too.
         """
+        self._ensure_archiving()
         pending = [shard.ensure_running.remote() for shard in self._shards]
         try:
             await asyncio.wait_for(asyncio.gather(*pending), timeout=_HEALTH_WAIT_S)
         except TimeoutError:
             log.warning("shard_restarting", waited_s=_HEALTH_WAIT_S)
 
+    def _ensure_archiving(self) -> None:
+        """(Re)start the archiver's loop; a loop that died is logged with its error."""
+        task = self._archiving
+        if self._archiver is None or (task is not None and not task.done()):
+            return
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.error("archiver_died", error=repr(task.exception()))
+        self._archiving = asyncio.create_task(self._archiver.run())
+
+    async def archive_status(self) -> ArchiverStatus | None:
+        """The archiver's counters (None: this pool hosts none)."""
+        if self._archiver is None:
+            return None
+        running = self._archiving is not None and not self._archiving.done()
+        return self._archiver.status(running)
+
     async def status(self) -> list[ShardStatus]:
         """Every shard's status, by partition."""
         return [await shard.status.remote() for shard in self._shards]
 
     async def drain(self) -> list[ShardStatus]:
-        """Finish in-flight batches on every shard (all at once) and stop them."""
-        statuses: list[ShardStatus] = await asyncio.gather(
-            *(shard.drain.remote() for shard in self._shards)
+        """Finish in-flight batches on every shard (all at once) and stop them, and the
+        archiver after the write in hand (at the same time)."""
+        archiver, self._archiver = self._archiver, None  # not restarted by a health check
+        stopping = self._stop_archiver(archiver) if archiver is not None else asyncio.sleep(0)
+        statuses: list[ShardStatus]
+        statuses, _ = await asyncio.gather(
+            asyncio.gather(*(shard.drain.remote() for shard in self._shards)), stopping
         )
         return statuses
+
+    async def _stop_archiver(self, archiver: Archiver) -> None:
+        archiver.stop()
+        if self._archiving is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._archiving, timeout=_HEALTH_WAIT_S)
+        await archiver.close()
 
     async def __del__(self) -> None:
         """Serve's graceful shutdown: drain, then end the actors this pool owns."""

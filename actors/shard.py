@@ -23,13 +23,16 @@ batch whose order is not entry order per conversation is recorded in the store b
 is published (`record_order`), so a restart republishes exactly it (`_load_replay`);
 redelivered entries are otherwise taken in entry order, not held.
 
-Poison items. A step that fails on one item (normalize, number, an event the publisher
-rejects) yields an `unsupported` event in its place (actors/unsupported.py) and the batch
-commits; only a store or broker outage, or a MemoryError (memory pressure is no item's
-fault), keeps the batch in hand. Metrics calls cannot fail the loop (GuardedMetrics). A
-partition that has not advanced for `stall_after_s` while entries wait is reported
-(actors/shard_stall.py). Reads and batches are bounded by count and bytes, and start
-small in a new process and after a crash (actors/shard_batches.py).
+Poison items (actors/shard_retry.py). A step that fails on one item (normalize or stamp
+raising, an event the publisher rejects) is that item's failed attempt: the batch waits a
+backoff and is tried again, and an item out of attempts is dead-lettered (stored in the
+failed store before the batch is published, sent to the dead-letter exchange before the
+commit) with a placeholder event in its place, so the partition moves on. A store or
+broker outage, or a MemoryError (memory pressure is no item's fault), is no item's
+failure: the batch stays in hand and is retried without limit. Metrics calls cannot fail
+the loop (GuardedMetrics). A partition that has not advanced for `stall_after_s` while
+entries wait is reported (actors/shard_stall.py). Reads and batches are bounded by count
+and bytes, and start small in a new process and after a crash (actors/shard_batches.py).
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ import contextlib
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 
@@ -57,12 +61,14 @@ from actors.normalize import EventDraft, normalize
 from actors.reorder import ReorderBuffer
 from actors.shard_batches import BatchCutter, entry_bytes
 from actors.shard_metrics import ShardMetrics, ShardStats
-from actors.shard_publish import FailureLog, publish_replacing
+from actors.shard_publish import FailureLog
+from actors.shard_retry import Failure, Park, RetryPolicy, attempt, dead_letter
 from actors.shard_stall import StallWatch
-from actors.unsupported import REPLAY_CATEGORY, failed_event
+from actors.unsupported import REPLAY_CATEGORY, dead_letter_event, failed_event
 from adapters.errors import AdapterError
 from adapters.ports import Inbox, InboxStats, Publisher, StateWrite
 from models.conversation import ConversationRecord, MessageRecord
+from models.dead_letter import Attempt, DeadLetter, dead_letter_id
 from models.dedup import item_key
 from models.event import NormalizedEvent
 from models.event_keys import short_string
@@ -95,6 +101,11 @@ class ShardConfig:
     conversation_idle_s: float
     reorder_window_ms: float
     reorder_max_held: int
+    # Items that fail (actors/shard_retry.py): tries per item before it is dead-lettered,
+    # and the backoff between tries (base, doubled per try, capped; jittered).
+    max_attempts: int
+    retry_base_s: float
+    retry_max_delay_s: float
 
 
 class GuardedMetrics:
@@ -157,6 +168,10 @@ class GuardedMetrics:
         """See ShardMetrics."""
         self._call("events_rejected", count)
 
+    def dead_lettered(self, count: int) -> None:
+        """See ShardMetrics."""
+        self._call("dead_lettered", count)
+
     def stall_measured(self, seconds: float) -> None:
         """See ShardMetrics."""
         self._call("stall_measured", seconds)
@@ -194,6 +209,16 @@ class _Batch:
     # The batch's order differs from what a restarted shard would take (entry order per
     # conversation): recorded in the store before publishing (_Ready, below).
     record_order: bool = False
+    origins: list[int] = field(default_factory=list)  # each event's draft index
+    numbered: _Numbered | None = None
+    # Dead-lettered entries (by draft index), stored in the failed store before anything
+    # of the batch is published and sent to the dead-letter exchange before the commit.
+    dead: dict[int, DeadLetter] = field(default_factory=dict)
+    dead_stored: bool = True
+    dead_published: bool = True
+    arrivals: list[int] = field(default_factory=list)  # each entry's _Ready.arrival
+    recorded: bool = False  # its order is recorded in the store (record_order done)
+    looked_up: bool = False  # its redelivered entries were looked up in the failed store
 
 
 @dataclass(slots=True)
@@ -216,6 +241,8 @@ class _Numbered:
     records: dict[str, ConversationRecord] = field(default_factory=dict)
     messages: dict[str, MessageRecord] = field(default_factory=dict)
     marks: list[str] = field(default_factory=list)
+    origins: list[int] = field(default_factory=list)  # each event's draft index
+    failures: list[Failure] = field(default_factory=list)
     duplicates: int = 0
     replays: int = 0
     conversation_events: dict[str, int] = field(default_factory=dict)  # by kind
@@ -262,6 +289,12 @@ class ConversationShard:
         self._cutter = BatchCutter(config.batch_size, config.max_batch_bytes)
         self._stall = StallWatch(clock)
         self._log = FailureLog(config.partition)
+        self._retry = RetryPolicy(
+            config.max_attempts, config.retry_base_s, config.retry_max_delay_s
+        )
+        self._attempts: dict[str, list[Attempt]] = {}  # failed attempts by entry id
+        # Conversations whose item failed, with their entries, until their next try.
+        self._park: Park[_Ready] = Park(lambda r: r.arrival, lambda r: r.stored.entry_id)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from run() and report_backlog()."""
@@ -281,7 +314,12 @@ class ConversationShard:
         """A backlog measurement: waiting entries start the stall clock, none stop it."""
         if entries > 0:
             self._stall.pending()
-        elif self._batch is None and not self._cutter.holding and not self._in_hand():
+        elif (
+            self._batch is None
+            and not self._cutter.holding
+            and not self._in_hand()
+            and not len(self._park)
+        ):
             self._stall.idle()
 
     def _in_hand(self) -> bool:
@@ -325,6 +363,7 @@ class ConversationShard:
         self._flushing = True
         try:
             async with asyncio.timeout(_FLUSH_TIMEOUT_S):  # a broker down must not hold a stop
+                # Parked conversations are not waited for: the next start tries them.
                 while self._batch is not None or self._in_hand():
                     done = await self.run_once()
                     if done == 0 and self._batch is None and not self._in_hand():
@@ -360,31 +399,20 @@ class ConversationShard:
         by this process, and one that was read is never skipped.
         """
         clock = asyncio.get_running_loop().time
-        if self._batch is None:
-            await self._fill_ready()
-            cut, record_order = self._cut()
-            if not cut:
+        while True:
+            batch = self._batch or await self._take_batch(clock)
+            if batch is None:
                 return 0
-            self._batch = _Batch(
-                stored=[r.stored for r in cut],
-                drafts=[r.draft for r in cut],
-                started=clock(),
-                record_order=record_order,
-            )
-            del self._ready[: len(cut)]  # only once the batch holds them
-        batch = self._batch
-        if batch.record_order:
-            # Before anything is published: a restart replays exactly this batch first.
-            await self._inbox.record_order(
-                self.config.partition, [s.entry_id for s in batch.stored]
-            )
-            batch.record_order = False
-        if batch.events is None:
-            numbered = await self._sequence(batch.drafts)
-            batch.events, batch.items, batch.seen = numbered.events, numbered.items, numbered.marks
-            batch.state = StateWrite(conversations=numbered.records, messages=numbered.messages)
-        if not batch.published:
-            await self._publish(batch, clock)
+            if await self._published(batch, clock):
+                break
+            # Every entry of the batch was parked (its items failed): the next batch, now
+            # if a parked conversation is already due (no backoff), else on the next call.
+            self._batch = None
+            due = self._park.next_due()
+            if due is None or due > clock():
+                return 0
+        if not batch.dead_published:
+            await self._publish_dead(batch)
         # Dropped from the cache before the commit and put back after it: if anything
         # fails in between (or the put itself), the records are read from the store again,
         # never used as they were before this batch.
@@ -393,11 +421,161 @@ class ConversationShard:
             self.config.partition, [s.entry_id for s in batch.stored], batch.state, batch.seen
         )
         self._batch = None
+        for stored in batch.stored:
+            self._attempts.pop(stored.entry_id, None)
         self._cutter.committed(batch.stored)
-        self._stall.advanced(still_pending=self._cutter.holding or self._in_hand())
+        waiting = self._cutter.holding or self._in_hand() or bool(len(self._park))
+        self._stall.advanced(still_pending=waiting)
         self._records.put(batch.state.conversations)
-        self._metrics.batch_committed(len(batch.events), clock() - batch.started, batch.publish_s)
-        return len(batch.events)
+        events = batch.events or []
+        if batch.numbered is not None:
+            self._report(batch.numbered)
+        self._metrics.batch_committed(len(events), clock() - batch.started, batch.publish_s)
+        return len(events)
+
+    async def _take_batch(self, clock: Callable[[], float]) -> _Batch | None:
+        """The next batch from the ready entries (made ready first), now in hand."""
+        await self._fill_ready()
+        cut, record_order = self._cut()
+        if not cut:
+            return None
+        self._batch = _Batch(
+            stored=[r.stored for r in cut],
+            drafts=[r.draft for r in cut],
+            started=clock(),
+            record_order=record_order,
+            arrivals=[r.arrival for r in cut],
+        )
+        del self._ready[: len(cut)]  # only once the batch holds them
+        return self._batch
+
+    async def _published(self, batch: _Batch, clock: Callable[[], float]) -> bool:
+        """Record the order (when needed), sequence and publish the batch (unless done),
+        its dead letters stored first. An item that fails parks its conversation's
+        entries (out of the batch) and the rest is sequenced again; one out of attempts
+        is dead and its placeholder published in its place. Each round parks or kills at
+        least one item, so this ends: True once published, False when every entry was
+        parked."""
+        while not batch.published:
+            if not batch.stored:
+                return False
+            if batch.record_order:
+                # Before anything is published: a restart replays exactly this batch first.
+                await self._inbox.record_order(
+                    self.config.partition, [s.entry_id for s in batch.stored]
+                )
+                batch.record_order = False
+                batch.recorded = True
+            await self._prepare(batch, clock)
+            if batch.events is None:
+                continue  # an item failed while sequencing: parked or dead, go again
+            if not batch.dead_stored:
+                await self._inbox.store_dead_letters(list(batch.dead.values()))
+                batch.dead_stored = True
+            await self._publish(batch, clock)
+        return True
+
+    async def _prepare(self, batch: _Batch, clock: Callable[[], float]) -> None:
+        """Sequence the batch unless it is: its events, state and marks. An item that
+        fails counts an attempt (`_failed`) and leaves `batch.events` None. The first
+        time, the batch's redelivered entries are looked up in the failed store: a crashed
+        process may have dead-lettered some (and published their placeholders)."""
+        if batch.events is not None:
+            return
+        if not batch.looked_up:
+            redelivered = {
+                dead_letter_id(self.config.partition, s.entry_id): i
+                for i, s in enumerate(batch.stored)
+                if s.deliveries > 1
+            }
+            if redelivered:
+                known = await self._inbox.find_dead_letters(list(redelivered))
+                batch.dead = {redelivered[i]: letter for i, letter in known.items()}
+            batch.looked_up = True
+        numbered = await self._sequence(batch.drafts, batch.dead)
+        if numbered.failures:
+            self._failed(batch, numbered.failures, clock)
+            return
+        batch.numbered = numbered
+        batch.events, batch.items, batch.seen = numbered.events, numbered.items, numbered.marks
+        batch.origins = numbered.origins
+        batch.state = StateWrite(conversations=numbered.records, messages=numbered.messages)
+
+    def _failed(self, batch: _Batch, failures: list[Failure], clock: Callable[[], float]) -> None:
+        """Count each failure against its entry's attempts and log it. An entry out of
+        attempts is dead-lettered in the batch (stored before publishing, a placeholder in
+        its place); the conversation of any other is parked with all its entries in the
+        batch, for the backoff of its most-tried entry. The batch is to be sequenced
+        again."""
+        at = datetime.fromtimestamp(self._wall(), UTC)
+        park: dict[str, int] = {}  # conversation -> attempts of its most-tried failure
+        for failure in failures:
+            stored, draft = batch.stored[failure.index], batch.drafts[failure.index]
+            tried = self._attempts.setdefault(stored.entry_id, [])
+            tried.append(attempt(failure.step, failure.error, at))
+            self._log(draft.item, draft.event_id, failure.step, failure.error)
+            self._metrics.items_failed(failure.step, 1)
+            if len(tried) < self.config.max_attempts:
+                cid = draft.item.conversation_id
+                park[cid] = max(park.get(cid, 0), len(tried))
+                continue
+            letter = dead_letter(self.config.partition, stored, draft, tried)
+            batch.dead[failure.index] = letter
+            batch.dead_stored = batch.dead_published = False
+            log.error(
+                "item_dead_lettered",
+                partition=self.config.partition,
+                dead_letter_id=letter.dead_letter_id,
+                tenant_id=short_string(letter.tenant_id),
+                step=letter.step,
+                attempts=len(tried),
+            )
+        batch.events = None
+        if park:
+            self._park_conversations(batch, park, clock())
+
+    def _park_conversations(self, batch: _Batch, park: dict[str, int], now: float) -> None:
+        """Move the entries of these conversations out of the batch into the park."""
+        keep = [i for i, d in enumerate(batch.drafts) if d.item.conversation_id not in park]
+        for cid, tried in park.items():
+            entries = [
+                _Ready(batch.stored[i], batch.drafts[i], batch.arrivals[i])
+                for i, d in enumerate(batch.drafts)
+                if d.item.conversation_id == cid
+            ]
+            self._park.park(cid, entries, now + self._retry.delay(tried))
+        renumber = {old: new for new, old in enumerate(keep)}
+        batch.dead = {renumber[i]: letter for i, letter in batch.dead.items() if i in renumber}
+        batch.stored = [batch.stored[i] for i in keep]
+        batch.drafts = [batch.drafts[i] for i in keep]
+        batch.arrivals = [batch.arrivals[i] for i in keep]
+        # The remainder's order is recorded again: a restart must replay what is published.
+        batch.record_order = batch.record_order or batch.recorded
+
+    async def _publish_dead(self, batch: _Batch) -> None:
+        """Send the batch's dead letters to the dead-letter exchange; those it refuses are
+        stored again marked unpublished (they are in the failed store only)."""
+        letters = list(batch.dead.values())
+        refused = set(await self._publisher.publish_dead(letters))
+        if refused:
+            unpublished = {
+                index: letter.model_copy(update={"published": False})
+                for index, letter in batch.dead.items()
+                if letter.dead_letter_id in refused
+            }
+            await self._inbox.store_dead_letters(list(unpublished.values()))
+            batch.dead.update(unpublished)
+        batch.dead_published = True
+        self._metrics.dead_lettered(len(letters))
+
+    def _report(self, numbered: _Numbered) -> None:
+        """The committed batch's counts (once per batch, however often it was tried)."""
+        if numbered.duplicates:
+            self._metrics.duplicates_skipped(numbered.duplicates)
+        for kind, count in numbered.conversation_events.items():
+            self._metrics.conversation_events(kind, count)
+        if numbered.replays:
+            self._metrics.replays_quarantined(numbered.replays)
 
     async def _fill_ready(self) -> None:
         """Make entries ready to batch, unless some are: first (once per process) the
@@ -405,15 +583,13 @@ class ConversationShard:
         then what the cutter gives, held back or passed by the reorder window."""
         if not self._replay_loaded:
             await self._load_replay()
+        self._unpark()
         if self._ready:
             return
         if not self._taken:
             self._taken = await self._next_entries()
         fresh = self._taken
         drafts = [normalize(entry.item) for entry in fresh]
-        failed = [d for d in drafts if d.parts.failure is not None]
-        for draft in failed:
-            self._log(draft.item, draft.event_id, "normalize", draft.parts.failure)
         arrivals = [next(self._arrivals) for _ in fresh]
         passing: list[_Ready] = []
         if self.config.reorder_window_ms > 0 and fresh:
@@ -437,11 +613,24 @@ class ConversationShard:
         # Nothing released: the ready entries are one take of the cutter, within bounds.
         self._ready_bounded = not released
         self._taken = []  # only now: every entry is held or ready
-        if failed:
-            self._metrics.items_failed("normalize", len(failed))
         if self._reorder.forced > forced:
             self._metrics.conversation_events("forced", self._reorder.forced - forced)
         self._metrics.reorder_held(len(self._reorder))
+
+    def _unpark(self) -> None:
+        """Parked conversations whose backoff is over go first to be batched, their
+        failed drafts normalized again (their entries are the conversation's earliest:
+        every later one was parked behind them)."""
+        if not len(self._park):
+            return
+        released = self._park.release(asyncio.get_running_loop().time())
+        if not released:
+            return
+        for ready in released:
+            if ready.draft.parts.failure is not None:
+                ready.draft = normalize(ready.stored.item)
+        self._ready = released + self._ready
+        self._ready_bounded = False
 
     async def _load_replay(self) -> None:
         """The batch a crashed process recorded before publishing it (its order differed
@@ -471,6 +660,8 @@ class ConversationShard:
         if self._replay_cut:
             whole, self._replay_cut = self._ready[: self._replay_cut], 0
             return whole, False  # still recorded: only its commit clears the record
+        if not self._park_behind():
+            return [], False
         if self._ready_bounded:
             return list(self._ready), self._reordered(self._ready)
         cut: list[_Ready] = []
@@ -483,6 +674,20 @@ class ConversationShard:
             cut.append(ready)
             total += ready.size
         return cut, self._reordered(cut)
+
+    def _park_behind(self) -> bool:
+        """Park the ready entries of parked conversations behind their earlier ones;
+        whether any ready entry is left."""
+        if len(self._park):
+            kept: list[_Ready] = []
+            for ready in self._ready:
+                cid = ready.draft.item.conversation_id
+                if self._park.holds(cid):
+                    self._park.behind(cid, ready)
+                else:
+                    kept.append(ready)
+            self._ready = kept
+        return bool(self._ready)
 
     def _reordered(self, cut: list[_Ready]) -> bool:
         latest: dict[str, int] = {}
@@ -507,10 +712,16 @@ class ConversationShard:
         Never 0: a Redis XREADGROUP with BLOCK 0 waits for ever."""
         if self._flushing:
             return None
+        waits = []
         due = self._reorder.next_due()
-        if due is None:
+        if due is not None:
+            waits.append((due - self._wall()) * 1000)
+        parked = self._park.next_due()
+        if parked is not None:
+            waits.append((parked - asyncio.get_running_loop().time()) * 1000)
+        if not waits:
             return self.config.block_ms
-        wait_ms = (due - self._wall()) * 1000
+        wait_ms = min(waits)
         if wait_ms <= 0:
             return None
         return max(1, min(self.config.block_ms, math.ceil(wait_ms)))
@@ -529,7 +740,9 @@ class ConversationShard:
             stored = [
                 s
                 for s in stored
-                if not self._reorder.holds(s.entry_id) and s.entry_id not in self._replayed
+                if not self._reorder.holds(s.entry_id)
+                and s.entry_id not in self._replayed
+                and s.entry_id not in self._park.ids
             ]
             # Held before anything else: an entry read and not held would be lost to this
             # process (each is handed over once per process) and later ones go first.
@@ -543,52 +756,80 @@ class ConversationShard:
         return self._cutter.take()
 
     async def _publish(self, batch: _Batch, clock: Callable[[], float]) -> None:
-        """Publish the batch's events (confirmed), replacing the rejected ones."""
+        """Publish the batch's events (confirmed). Events the publisher rejects (nothing
+        of the batch is sent then) are their items' failures: the batch is tried again
+        after a backoff, or, for items out of attempts, sequenced again with their
+        placeholders (`batch.published` stays False)."""
+        assert batch.events is not None
         if batch.events:
             publish_started = clock()
             try:
-                await publish_replacing(
-                    self._publisher, batch.events, batch.items, self._metrics, self._log
-                )
+                rejected = await self._publisher.publish(batch.events)
             except AdapterError:
                 self._metrics.publish_failed()
                 raise
+            if rejected:
+                self._metrics.events_rejected(len(rejected))
+                failures = [Failure(batch.origins[r.index], "publish", r.reason) for r in rejected]
+                if any(f.index in batch.dead for f in failures):
+                    # A placeholder is bounded values only: its refusal is a bug, not data.
+                    raise RuntimeError(
+                        f"the publisher rejected a dead letter's placeholder: {rejected[:3]}"
+                    )
+                self._failed(batch, failures, clock)
+                return  # sequenced again (parked or dead), then published
             batch.publish_s = clock() - publish_started
         batch.published = True
 
-    async def _sequence(self, drafts: list[EventDraft]) -> _Numbered:
+    async def _sequence(
+        self, drafts: list[EventDraft], dead: Mapping[int, DeadLetter] | None = None
+    ) -> _Numbered:
         """Dedupe, apply each item to its conversation and number the events: a new
         conversation's `conversation.created`, a changed one's `conversation.updated`,
-        then the item's own event, each taking the conversation's next sequence."""
+        then the item's own event, each taking the conversation's next sequence.
+
+        A dead-lettered item (`dead`, by index) is applied to its conversation as any item
+        is (its state events too), its own event replaced by its placeholder, so the
+        numbering is the same whether it died now or a crashed process dead-lettered it.
+        Items whose normalize or stamp failed are `failures` (their
+        events stand in unsupported: the caller retries or dead-letters them). A replayed
+        item is published even when its event was (its mark is written again)."""
+        dead = dead or {}
         keys = [item_key(draft.tenant_id, draft.event_id) for draft in drafts]
         wanted = list(dict.fromkeys(k for draft in drafts for k in message_keys(draft)))
         seen, known = await asyncio.gather(self._inbox.seen(keys), self._inbox.messages(wanted))
         stored = await self._load_records({d.item.conversation_id for d in drafts})
         numbered = _Numbered()
         messages = dict(known)
-        for draft, key in zip(drafts, keys, strict=True):
-            if key in seen:
+        for index, (draft, key) in enumerate(zip(drafts, keys, strict=True)):
+            if key in seen and not draft.item.replayed:
                 numbered.duplicates += 1
                 continue
             seen.add(key)
             numbered.marks.append(key)
             cid = draft.item.conversation_id
-            applied = self._apply(numbered.records.get(cid) or stored[cid], draft, messages)
+            record = numbered.records.get(cid) or stored[cid]
+            letter = dead.get(index)
+            if letter is None and draft.parts.failure is not None:
+                numbered.failures.append(Failure(index, "normalize", draft.parts.failure))
+            applied = self._apply(record, draft, messages)
             messages.update(applied.messages)
             numbered.messages.update(applied.messages)
-            seq = self._events(draft, applied, numbered)
+            seq = self._events(index, draft, applied, numbered, letter)
             numbered.records[cid] = applied.record.model_copy(update={"last_sequence": seq})
-        if numbered.duplicates:
-            self._metrics.duplicates_skipped(numbered.duplicates)
-        for kind, count in numbered.conversation_events.items():
-            self._metrics.conversation_events(kind, count)
-        if numbered.replays:
-            self._metrics.replays_quarantined(numbered.replays)
         return numbered
 
-    def _events(self, draft: EventDraft, applied: Applied, numbered: _Numbered) -> int:
-        """Append the item's state events and its own event, numbered from the record's
-        last sequence; returns the last sequence taken."""
+    def _events(
+        self,
+        index: int,
+        draft: EventDraft,
+        applied: Applied,
+        numbered: _Numbered,
+        letter: DeadLetter | None,
+    ) -> int:
+        """Append the item's state events and its own event (its placeholder when it is
+        dead: `letter`), numbered from the record's last sequence; returns the last
+        sequence taken."""
         seq = applied.record.last_sequence
         kinds = ("created",) if applied.created else ()
         for kind in (*kinds, *(("updated",) if applied.changes else ())):
@@ -605,9 +846,15 @@ class ConversationShard:
             seq += 1
             numbered.events.append(event)
             numbered.items.append(draft.item)
+            numbered.origins.append(index)
         seq += 1
-        numbered.events.append(self._number(draft, seq, numbered, applied))
+        if letter is not None:
+            own = dead_letter_event(draft.item, seq, self._too_old(draft), letter)
+        else:
+            own = self._number(index, draft, seq, numbered, applied)
+        numbered.events.append(own)
         numbered.items.append(draft.item)
+        numbered.origins.append(index)
         counts = numbered.conversation_events
         for kind, happened in (
             ("created", applied.created),
@@ -663,9 +910,10 @@ class ConversationShard:
         return found
 
     def _number(
-        self, draft: EventDraft, sequence: int, numbered: _Numbered, applied: Applied
+        self, index: int, draft: EventDraft, sequence: int, numbered: _Numbered, applied: Applied
     ) -> NormalizedEvent:
-        """The draft's event numbered `sequence`, or if that raises, `unsupported`."""
+        """The draft's event numbered `sequence`; if that raises, a failure (its event
+        stands in `unsupported`)."""
         replay = False
         try:
             replay = self._too_old(draft)
@@ -680,8 +928,7 @@ class ConversationShard:
         except MemoryError:
             raise  # memory pressure, not a poison item: the batch is retried
         except Exception as exc:  # noqa: BLE001 -- a poison item must not stop its partition
-            self._log(draft.item, draft.event_id, "stamp", exc)
-            self._metrics.items_failed("stamp", 1)
+            numbered.failures.append(Failure(index, "stamp", f"{type(exc).__name__}: {exc}"))
             event = failed_event(draft.item, draft.event_id, sequence, replay, "stamp", exc)
         if replay:
             numbered.replays += 1

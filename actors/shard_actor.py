@@ -33,8 +33,9 @@ class ShardStatus(BaseModel):
     # Seconds since the partition last advanced while entries wait, once past the shard's
     # `stall_after_s`; None while it is not stalled. /readyz reports a stalled shard.
     stalled_s: float | None = None
-    item_failures: int = 0  # poison items published as `unsupported` (normalize, stamp)
-    rejected: int = 0  # events the publisher rejected, published again as `unsupported`
+    item_failures: int = 0  # failed attempts of items (normalize, stamp, publish)
+    rejected: int = 0  # events the publisher rejected (each an item's failed attempt)
+    dead_lettered: int = 0  # items out of attempts, in the failed store
 
 
 class RayShardMetrics:
@@ -103,8 +104,15 @@ class RayShardMetrics:
         )
         self._item_failures = metrics.Counter(
             "wa_shard_item_failures",
-            description="Poison items published as unsupported because a step raised on them.",
+            description="Failed attempts of items by step (retried with backoff, then "
+            "dead-lettered).",
             tag_keys=("partition", "step"),
+        )
+        self._dead = metrics.Counter(
+            "wa_shard_dead_lettered",
+            description="Items out of attempts: in the failed store and on the dead-letter "
+            "exchange, a placeholder event in their place.",
+            tag_keys=keys,
         )
         self._conversation_events = metrics.Counter(
             "wa_shard_conversation_events",
@@ -119,7 +127,8 @@ class RayShardMetrics:
         )
         self._rejected = metrics.Counter(
             "wa_shard_events_rejected",
-            description="Events the publisher can never publish, published again as unsupported.",
+            description="Events the publisher rejected before sending (their items' failed "
+            "attempts).",
             tag_keys=keys,
         )
         # The store is shared by every partition: reported by partition 0's shard alone.
@@ -200,9 +209,14 @@ class RayShardMetrics:
         self._backlog.set(entries)
 
     def items_failed(self, step: str, count: int) -> None:
-        """Count poison items by the step that raised (normalize, stamp)."""
+        """Count failed attempts by step (normalize, stamp, publish)."""
         self.stats.items_failed(step, count)
         self._item_failures.inc(count, tags={"step": step})
+
+    def dead_lettered(self, count: int) -> None:
+        """Count items dead-lettered."""
+        self.stats.dead_lettered(count)
+        self._dead.inc(count)
 
     def events_rejected(self, count: int) -> None:
         """Count events the publisher rejected."""
@@ -278,6 +292,7 @@ class ShardActor:
             stalled_s=self._shard.stalled_s(),
             item_failures=stats.item_failures,
             rejected=stats.rejected,
+            dead_lettered=stats.dead,
         )
 
     async def drain(self, timeout_s: float = 30.0) -> ShardStatus:

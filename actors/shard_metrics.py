@@ -51,13 +51,18 @@ class ShardMetrics(Protocol):
         ...
 
     def items_failed(self, step: str, count: int) -> None:
-        """`count` items of a batch were published as `unsupported` because `step`
-        (normalize, stamp) raised on them: poison items, kept from stopping the partition."""
+        """`count` attempts of items failed at `step` (normalize, stamp, publish): each is
+        retried after a backoff until its attempts run out (actors/shard_retry.py)."""
+        ...
+
+    def dead_lettered(self, count: int) -> None:
+        """`count` items ran out of attempts: stored in the failed store and sent to the
+        dead-letter exchange, a placeholder event in their place."""
         ...
 
     def events_rejected(self, count: int) -> None:
-        """The publisher rejected `count` events that can never be published; each is
-        published again as `unsupported` (or, refused again, as a minimal event)."""
+        """The publisher rejected `count` events (nothing of their batch sent): each is
+        its item's failed attempt."""
         ...
 
     def stall_measured(self, seconds: float) -> None:
@@ -101,6 +106,7 @@ class ShardStats:
     backlog: int = 0
     item_failures: int = 0
     rejected: int = 0
+    dead: int = 0  # items dead-lettered
     stalled_s: float = 0.0
     store: InboxStats | None = None  # the last store measurement (partition 0's shard)
     unowned: int | None = None  # the last unowned-partition size (partition 0's shard)
@@ -153,8 +159,13 @@ class ShardStats:
         self._notify()
 
     def items_failed(self, step: str, count: int) -> None:
-        """Count items published as unsupported after a step raised on them."""
+        """Count failed attempts of items."""
         self.item_failures += count
+        self._notify()
+
+    def dead_lettered(self, count: int) -> None:
+        """Count items dead-lettered."""
+        self.dead += count
         self._notify()
 
     def events_rejected(self, count: int) -> None:

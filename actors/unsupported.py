@@ -13,6 +13,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from actors.event_draft import EventDraft, EventParts, content_id, routing_token, status_event_id
+from models.dead_letter import DeadLetter
 from models.event import Business, NormalizedEvent, UnsupportedData, ValidationIssue
 from models.event_keys import routing_segment, short_string
 from models.inbox import InboxItem
@@ -146,10 +147,42 @@ def minimal_event(
         received_at=item.received_at,
         delivery_id=short_string(item.delivery_id),
         business=Business(),
+        replayed=item.replayed,
         data=UnsupportedData(
             item_kind=item.kind,
             field=routing_segment(item.field),
             issues=[error_issue(step, error)],
             raw=None,
         ),
+    )
+
+
+def dead_letter_event_id(dead_letter_id: str) -> str:
+    """The event id of a dead item's place in its conversation: its own, so that a
+    consumer deduplicating on event_id still takes the item's real event when a replay
+    publishes it (under the item's event_id) later."""
+    return short_string(f"dead:{dead_letter_id}")
+
+
+def dead_letter_event(
+    item: InboxItem, sequence: int, replay: bool, letter: DeadLetter
+) -> NormalizedEvent:
+    """The event that holds a dead-lettered item's place in its conversation's sequence:
+    `unsupported` (or `replay`), no body data (the item is in the failed store and on the
+    dead-letter exchange), the dead letter's id and reason; like `minimal_event`, made of
+    bounded values only, so it always publishes."""
+    event = minimal_event(
+        item,
+        dead_letter_event_id(letter.dead_letter_id),
+        sequence,
+        replay,
+        "dead_letter",
+        letter.reason,
+    )
+    data = event.data
+    assert isinstance(data, UnsupportedData)  # minimal_event's own
+    return event.model_copy(
+        update={
+            "data": data.model_copy(update={"dead_letter_id": short_string(letter.dead_letter_id)})
+        }
     )

@@ -18,6 +18,7 @@ from pamqp.header import ContentHeader
 
 from adapters.ports import Rejection
 from models.conversation import ConversationRecord, MessageRecord
+from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
 from models.event_keys import routing_key, short_string
 from models.inbox import InboxItem
@@ -81,6 +82,56 @@ def load_message(data: bytes | str) -> MessageRecord:
     return MessageRecord.model_validate_json(data)
 
 
+def dump_dead_letter(letter: DeadLetter) -> bytes:
+    """A dead letter as the JSON both the failed store and the dead-letter exchange hold."""
+    return orjson.dumps(letter.model_dump(mode="json"))
+
+
+def load_dead_letter(data: bytes | str) -> DeadLetter:
+    """A dead letter from its JSON bytes."""
+    return DeadLetter.model_validate_json(data)
+
+
+def dead_letter_wire(
+    letter: DeadLetter,
+    exchange: str = "",
+    max_body: int = MAX_BODY_BYTES,
+    *,
+    omit_item: bool = False,
+) -> WireEvent:
+    """A dead letter as published to the dead-letter exchange: key
+    `<tenant>.dead.<category>.<type>` (segments bounded like an event's), the dead letter's
+    id as message id, the same headers as an event plus `dead_letter_id` and `step`.
+
+    `omit_item`: the body without the raw item (`"item": null, "item_omitted": true`), for
+    a letter too large for the broker (the raw item is what made the event too large);
+    the failed store keeps it whole. Raises what `encode_event` raises for a message that
+    cannot be sent: the caller tries it without the item, then counts it as refused.
+    """
+    if omit_item:
+        body = orjson.dumps({**letter.model_dump(mode="json"), "item": None, "item_omitted": True})
+    else:
+        body = dump_dead_letter(letter)
+    if len(body) > max_body:
+        raise ValueError(f"dead letter of {len(body)} bytes exceeds {max_body}")
+    wire = WireEvent(
+        routing_key=routing_key(letter.tenant_id, "dead", letter.category, letter.type),
+        headers={
+            "dead_letter_id": short_string(letter.dead_letter_id),
+            "event_id": short_string(letter.event_id),
+            "tenant_id": short_string(letter.tenant_id),
+            "conversation_id": short_string(letter.conversation_id),
+            "step": letter.step,
+            "attempts": len(letter.attempts),
+        },
+        body=body,
+        message_id=short_string(letter.dead_letter_id),
+        type=routing_key("dead", letter.category, letter.type),
+    )
+    check_amqp_frames(exchange, wire, amqp_properties(wire))
+    return wire
+
+
 def dump_event(event: NormalizedEvent) -> bytes:
     """A normalized event as the JSON body consumers receive (raises if it cannot be)."""
     return orjson.dumps(event.model_dump(mode="json"))
@@ -99,10 +150,13 @@ def event_headers(event: NormalizedEvent) -> dict[str, Any]:
         "conversation_id": short_string(event.conversation_id),
         "schema_version": event.schema_version,
         "sequence": event.sequence,
+        **({"replayed": True} if event.replayed else {}),
     }
 
 
-def encode_event(event: NormalizedEvent, exchange: str = "") -> WireEvent:
+def encode_event(
+    event: NormalizedEvent, exchange: str = "", max_body: int = MAX_BODY_BYTES
+) -> WireEvent:
     """The event's body, routing key, headers and properties; raises when it has none.
 
     Raises ValueError for a body over MAX_BODY_BYTES, and whatever pydantic or orjson
@@ -112,8 +166,8 @@ def encode_event(event: NormalizedEvent, exchange: str = "") -> WireEvent:
     this event alone can fail later, while it is sent.
     """
     body = dump_event(event)
-    if len(body) > MAX_BODY_BYTES:
-        raise ValueError(f"event body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+    if len(body) > max_body:
+        raise ValueError(f"event body of {len(body)} bytes exceeds {max_body}")
     wire = WireEvent(
         routing_key=event.routing_key,
         headers=event_headers(event),
@@ -164,7 +218,7 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def encode_events(
-    events: Sequence[NormalizedEvent], exchange: str = ""
+    events: Sequence[NormalizedEvent], exchange: str = "", max_body: int = MAX_BODY_BYTES
 ) -> tuple[list[WireEvent], list[Rejection]]:
     """Every event encoded, or the rejections of those that cannot be (by index).
 
@@ -176,7 +230,7 @@ def encode_events(
     rejected: list[Rejection] = []
     for index, event in enumerate(events):
         try:
-            encoded.append(encode_event(event, exchange))
+            encoded.append(encode_event(event, exchange, max_body))
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure to encode is this event's alone

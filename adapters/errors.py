@@ -7,3 +7,8 @@ class AdapterError(Exception):
 
 class TransientError(AdapterError):
     """Retry with backoff: broker/store unreachable, timeout, 5xx."""
+
+
+class BrokerMisconfigured(AdapterError):
+    """Do not retry: the broker holds an exchange or queue declared with other arguments
+    than this configuration's; fix one or the other and restart."""

@@ -9,14 +9,22 @@ from typing import Any
 
 import orjson
 
-from adapters.codec import encode_events
+from adapters.codec import dead_letter_wire, encode_events
 from adapters.ports import Rejection
 from adapters.sqlite_db import SqliteDb
+from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    routing_key TEXT NOT NULL,
+    headers BLOB NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    dead_letter_id TEXT NOT NULL,
     routing_key TEXT NOT NULL,
     headers BLOB NOT NULL,
     body BLOB NOT NULL
@@ -52,6 +60,40 @@ class OutboxPublisher:
             await self._db.run(write)
         return []
 
+    async def publish_dead(self, letters: Sequence[DeadLetter]) -> list[str]:
+        """Append the dead letters to the `dead` table (the dead-letter exchange of the
+        embedded default), one transaction; one too large goes without its raw item, one
+        that cannot be encoded at all is refused."""
+        rows: list[tuple[str, str, bytes, bytes]] = []
+        refused: list[str] = []
+        for letter in letters:
+            try:
+                try:
+                    wire = dead_letter_wire(letter)
+                except ValueError:  # too large: without the raw item (the store keeps it)
+                    wire = dead_letter_wire(letter, omit_item=True)
+            except MemoryError:
+                raise
+            except Exception:  # noqa: BLE001 -- refused, as the broker would: stays in the store
+                refused.append(letter.dead_letter_id)
+                continue
+            rows.append(
+                (letter.dead_letter_id, wire.routing_key, orjson.dumps(wire.headers), wire.body)
+            )
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT INTO dead (dead_letter_id, routing_key, headers, body) "
+                    "VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+
+        if rows:
+            await self._db.run(write)
+        return refused
+
     async def ping(self) -> None:
         """The outbox file opens and answers."""
         await self._db.run(lambda conn: conn.execute("SELECT 1").fetchone())
@@ -81,4 +123,30 @@ def read_outbox(path: Path, after: int = 0, limit: int = 1000) -> Iterator[dict[
             "routing_key": routing_key,
             "headers": orjson.loads(headers),
             "event": orjson.loads(body),
+        }
+
+
+def read_dead(path: Path, after: int = 0, limit: int = 1000) -> Iterator[dict[str, Any]]:
+    """Rows of the embedded dead-letter exchange (`dead` table) after `after`, as dicts
+    {seq, dead_letter_id, routing_key, headers, dead_letter}, oldest first."""
+    if not path.exists():
+        return
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = conn.execute(
+            "SELECT seq, dead_letter_id, routing_key, headers, body FROM dead WHERE seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (after, limit),
+        ).fetchall()
+    except sqlite3.OperationalError:  # table not created yet: nothing dead-lettered
+        rows = []
+    finally:
+        conn.close()
+    for seq, dead_letter_id, routing_key, headers, body in rows:
+        yield {
+            "seq": seq,
+            "dead_letter_id": dead_letter_id,
+            "routing_key": routing_key,
+            "headers": orjson.loads(headers),
+            "dead_letter": orjson.loads(body),
         }

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
+from models.archive import RawDelivery
 from models.conversation import ConversationRecord, MessageRecord
+from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
 from models.inbox import InboxItem, StoredItem
 
-Delivery = tuple[str, Sequence[InboxItem]]
-"""(dedup key of the delivery, its items)."""
+Delivery = tuple[str, Sequence[InboxItem]] | tuple[str, Sequence[InboxItem], RawDelivery]
+"""(dedup key of the delivery, its items[, its raw body for the archive])."""
+
+
+def raw_of(delivery: Delivery) -> RawDelivery | None:
+    """The raw delivery an append carries for the archive, None when it carries none."""
+    return delivery[2] if len(delivery) == 3 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +172,58 @@ class Inbox(Protocol):
         user_id (one per business number), ordered by conversation id."""
         ...
 
+    async def store_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Store (insert or replace, by `dead_letter_id`) dead letters in the failed store,
+        durably, before the shard publishes the events of their batch.
+
+        Succeeds where a commit does (Redis at its memory limit included), like
+        `record_order`: a shard whose entry is dead stores it before it moves on, and a
+        restart finds it there (`find_dead_letters`), so it republishes the same batch.
+        Kept until purged.
+        """
+        ...
+
+    async def find_dead_letters(self, dead_letter_ids: Collection[str]) -> dict[str, DeadLetter]:
+        """The stored dead letters with these ids (absent: none stored)."""
+        ...
+
+    async def dead_letters(self, limit: int, after: str | None = None) -> list[DeadLetter]:
+        """Up to `limit` dead letters, oldest first (by the time they died, then id),
+        starting after the one with id `after` (the previous page's last)."""
+        ...
+
+    async def dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
+        """One dead letter, or None."""
+        ...
+
+    async def purge_dead_letters(self, dead_letter_ids: Sequence[str] | None) -> int:
+        """Delete these dead letters (None: every one); returns how many were deleted."""
+        ...
+
+    async def dead_letter_count(self) -> int:
+        """How many dead letters the failed store holds."""
+        ...
+
     async def backlog(self, partition: int) -> int:
         """How many entries of the partition are not yet committed."""
+        ...
+
+    async def append_replayed(self, items: Sequence[InboxItem]) -> None:
+        """Append items again for a replay, atomically, stored with `replayed=True` whatever
+        they say; no delivery mark is checked or set (a replay is re-processing on purpose)."""
+        ...
+
+    async def archive_pending(self, limit: int) -> list[PendingArchive]:
+        """Up to `limit` raw deliveries appended (with their items, `append_deliveries`)
+        and not yet moved to the archive store, oldest first."""
+        ...
+
+    async def archive_done(self, entry_ids: Sequence[str]) -> None:
+        """Delete these pending raw deliveries: the archive store has confirmed them."""
+        ...
+
+    async def archive_backlog(self) -> ArchiveBacklog:
+        """How many raw deliveries wait for the archive store, and since when."""
         ...
 
     async def ping(self) -> None:
@@ -228,12 +286,75 @@ class Publisher(Protocol):
         publishes the batch again, every event in its place. The checks include marshalling
         each message's frames, so whatever could fail for one message fails before any is
         sent; anything raised once sending has started is an outage (TransientError, the
-        batch retried as a unit). An empty list: every event is confirmed.
+        batch retried as a unit). A broker that refuses a message by its size once sent
+        (RabbitMQ's `max_message_size`) makes the publisher learn the limit: the retry
+        rejects that event before sending. An empty list: every event is confirmed.
+        """
+        ...
+
+    async def publish_dead(self, letters: Sequence[DeadLetter]) -> list[str]:
+        """Publish dead letters to the dead-letter exchange (`<exchange>.dead`, key
+        `<tenant>.dead.<category>.<type>`, message id the dead letter's id) and wait for
+        every confirm; return the ids the broker refused (they stay in the failed store
+        only). An outage raises TransientError, as `publish` does.
         """
         ...
 
     async def ping(self) -> None:
         """Raise TransientError unless the broker is reachable."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingArchive:
+    """A raw delivery in the inbox, waiting for the archive store, by its inbox entry id."""
+
+    entry_id: str
+    delivery: RawDelivery
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveBacklog:
+    """The raw deliveries waiting for the archive store (a gauge's and /readyz's source)."""
+
+    deliveries: int
+    oldest_received_at: datetime | None  # None: nothing waits
+
+
+class Archive(Protocol):
+    """The raw-delivery archive: every accepted body, byte for byte, for the retention.
+
+    Layout (models/archive.py): `archive/<tenant>/<yyyy>/<mm>/<dd>/<delivery_id>`, one
+    object per delivery and tenant, the day and the order taken from the time-ordered id.
+    Writes are idempotent (the same delivery packs to the same bytes), so the archiver may
+    write one again after a crash between the store's confirmation and the inbox's delete.
+    Every failure of the store is a TransientError: the caller retries later.
+    """
+
+    async def put(self, delivery: RawDelivery) -> None:
+        """Store the delivery under each of its tenants; returns once the store confirmed
+        every write (S3: each PUT answered 200; the folder: written, fsynced, renamed)."""
+        ...
+
+    async def get(self, delivery_id: str) -> RawDelivery | None:
+        """The archived delivery with this id (under any tenant), or None."""
+        ...
+
+    async def delivery_ids(self, tenant_id: str, start: datetime, end: datetime) -> list[str]:
+        """The ids of the tenant's archived deliveries received in [start, end), in
+        received order."""
+        ...
+
+    async def sweep(self, before: datetime) -> int:
+        """Delete every object of a delivery received before `before`; how many."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise TransientError unless the store answers."""
         ...
 
     async def close(self) -> None:

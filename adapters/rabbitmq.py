@@ -3,30 +3,48 @@
 Unroutable events (no queue bound for their key yet) are not dropped: the exchange has an
 alternate exchange `<name>.unrouted` with a durable queue of the same name, so the
 deployment can be bound late without losing anything published before.
+
+Dead letters: a topic exchange `<name>.dead` and, unless turned off, a durable queue of the
+same name bound with `#`. The consumer queues of WA_RABBITMQ_QUEUES are declared with it
+as their dead-letter exchange (adapters/consumer_queues.py). A queue or exchange that
+already exists with other arguments is a set-up error (BrokerMisconfigured), not an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Sequence
 
 import aio_pika
+import structlog
 from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
+from aiormq.exceptions import ChannelPreconditionFailed
 from pamqp.commands import Basic
 
 from adapters.codec import (
     CONTENT_TYPE,
+    MAX_BODY_BYTES,
     WireEvent,
     amqp_properties,
     check_amqp_frames,
+    dead_letter_wire,
     encode_events,
     failure_reason,
 )
-from adapters.errors import TransientError
+from adapters.consumer_queues import ConsumerQueue
+from adapters.errors import BrokerMisconfigured, TransientError
 from adapters.ports import Rejection
+from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
+
+log = structlog.get_logger("rabbitmq")
+
+# RabbitMQ's reason when a message exceeds max_message_size: "PRECONDITION_FAILED -
+# message size 20000000 is larger than configured max size 16777216".
+_MAX_SIZE = re.compile(r"larger than configured max size (\d+)")
 
 
 def amqp_message(wire: WireEvent) -> aio_pika.Message:
@@ -44,14 +62,32 @@ def amqp_message(wire: WireEvent) -> aio_pika.Message:
 class RabbitPublisher:
     """The Publisher port on aio-pika with publisher confirms."""
 
-    def __init__(self, url: str, exchange: str, confirm_timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        exchange: str,
+        confirm_timeout_s: float,
+        *,
+        dead_queue: bool = True,
+        queues: Sequence[ConsumerQueue] = (),
+    ) -> None:
+        """`dead_queue`: declare the durable queue `<exchange>.dead` bound to the
+        dead-letter exchange with `#`; `queues`: the consumer queues to provision
+        (module docstring), none by default."""
         self._url = url
         self._exchange_name = exchange
         self._timeout = confirm_timeout_s
+        self._dead_queue = dead_queue
+        self._queues = tuple(queues)
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
+        self._dead_exchange_name = f"{exchange}.dead"
+        self._dead_exchange: AbstractExchange | None = None  # declared by _ensure
+        # The largest body sent: the codec's, lowered to the broker's max_message_size
+        # once the broker has refused a message by its size (_learn_limit).
+        self._max_body = MAX_BODY_BYTES
 
     async def _ensure(self) -> AbstractExchange:
         if self._exchange is not None:
@@ -61,28 +97,61 @@ class RabbitPublisher:
                 try:
                     self._connection = await aio_pika.connect_robust(self._url, timeout=10)
                     self._channel = await self._connection.channel(publisher_confirms=True)
-                    unrouted = f"{self._exchange_name}.unrouted"
-                    alt = await self._channel.declare_exchange(
-                        unrouted, aio_pika.ExchangeType.FANOUT, durable=True
-                    )
-                    queue = await self._channel.declare_queue(unrouted, durable=True)
-                    await queue.bind(alt)
-                    self._exchange = await self._channel.declare_exchange(
-                        self._exchange_name,
-                        aio_pika.ExchangeType.TOPIC,
-                        durable=True,
-                        arguments={"alternate-exchange": unrouted},
-                    )
+                    await self._declare_topology(self._channel)
+                except ChannelPreconditionFailed as exc:
+                    # An exchange or queue exists with other arguments (another type,
+                    # another delivery limit): redeclaring it fails the same way on every
+                    # try, so it is not an outage to retry but a set-up to fix.
+                    await self._reset()
+                    raise BrokerMisconfigured(f"rabbitmq topology: {exc}") from exc
                 except (TimeoutError, AMQPError, OSError) as exc:
                     await self._reset()
                     raise TransientError(f"rabbitmq connect: {exc}") from exc
+                except BaseException:
+                    # Cancelled half-way (a readiness deadline, the shard stopping): close
+                    # what was opened, or the robust connection would live on unowned,
+                    # reconnecting by itself, and the next call would open another.
+                    await self._reset()
+                    raise
         assert self._exchange is not None
         return self._exchange
+
+    async def _declare_topology(self, channel: AbstractRobustChannel) -> None:
+        """Declare (idempotently) the unrouted and dead-letter exchanges and queues, the
+        consumer queues and their bindings, then the events exchange; keep the exchanges.
+
+        The events exchange is kept last, so `_ensure` only counts the topology declared
+        once everything is."""
+        unrouted = f"{self._exchange_name}.unrouted"
+        alt = await channel.declare_exchange(unrouted, aio_pika.ExchangeType.FANOUT, durable=True)
+        queue = await channel.declare_queue(unrouted, durable=True)
+        await queue.bind(alt)
+        dead = await channel.declare_exchange(
+            self._dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        if self._dead_queue:
+            dead_queue = await channel.declare_queue(self._dead_exchange_name, durable=True)
+            await dead_queue.bind(dead, "#")
+        exchange = await channel.declare_exchange(
+            self._exchange_name,
+            aio_pika.ExchangeType.TOPIC,
+            durable=True,
+            arguments={"alternate-exchange": unrouted},
+        )
+        for spec in self._queues:
+            consumer = await channel.declare_queue(
+                spec.name, durable=True, arguments=spec.arguments(self._dead_exchange_name)
+            )
+            for pattern in spec.bindings:
+                await consumer.bind(exchange, pattern)
+        self._dead_exchange = dead
+        self._exchange = exchange
 
     async def _reset(self) -> None:
         connection, self._connection = self._connection, None
         self._channel = None
         self._exchange = None
+        self._dead_exchange = None
         if connection is not None:
             # Closing a broken connection: its error is moot, the next publish reconnects.
             with contextlib.suppress(Exception):
@@ -126,6 +195,7 @@ class RabbitPublisher:
             task = asyncio.current_task()
             if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
                 raise  # this publish itself was cancelled (the shard stopping): not a failure
+            self._learn_limit(exc)
             await self._reset()
             raise TransientError(f"rabbitmq publish: {exc!r}") from exc
         if not all(isinstance(confirm, Basic.Ack) for confirm in confirms):
@@ -137,7 +207,7 @@ class RabbitPublisher:
     ) -> tuple[list[tuple[aio_pika.Message, str]], list[Rejection]]:
         """Every event as a message and its routing key, its frames marshalled as aiormq
         will send them, or the rejected ones (all before anything is sent)."""
-        encoded, rejected = encode_events(events, self._exchange_name)
+        encoded, rejected = encode_events(events, self._exchange_name, self._max_body)
         messages: list[tuple[aio_pika.Message, str]] = []
         for index, wire in enumerate(encoded if not rejected else ()):
             try:
@@ -155,11 +225,74 @@ class RabbitPublisher:
                 messages.append((message, wire.routing_key))
         return messages, rejected
 
-    async def ping(self) -> None:
-        """Connect (or reuse the connection) and check it is open."""
+    def _learn_limit(self, exc: BaseException) -> None:
+        """A channel closed because a message exceeded the broker's `max_message_size`
+        names the limit: keep it, so the retry rejects that event before sending
+        (adapters/ports.py) instead of the broker closing the channel again for ever."""
+        if isinstance(exc, ChannelPreconditionFailed):
+            found = _MAX_SIZE.search(str(exc))
+            if found is not None:
+                limit = int(found.group(1))
+                if limit < self._max_body:
+                    log.warning("rabbitmq_max_message_size_learned", max_message_size=limit)
+                    self._max_body = limit
+
+    async def publish_dead(self, letters: Sequence[DeadLetter]) -> list[str]:
+        """Publish each dead letter to `<exchange>.dead` (persistent, confirmed), one at a
+        time. One too large for the broker (the codec's limit or the broker's own, learned
+        when it refuses) goes without its raw item, which the failed store keeps; one that
+        cannot be sent even so is returned. Anything else failing is an outage
+        (TransientError)."""
+        refused: list[str] = []
+        for letter in letters:
+            sent = False
+            for omit_item in (False, True):
+                try:
+                    wire = dead_letter_wire(
+                        letter, self._dead_exchange_name, self._max_body, omit_item=omit_item
+                    )
+                    message = amqp_message(wire)
+                except MemoryError:
+                    raise
+                except Exception:  # noqa: BLE001, S112 -- this letter's alone: try it smaller
+                    continue
+                if await self._send_dead(message, wire.routing_key):
+                    sent = True
+                    break
+            if not sent:
+                refused.append(letter.dead_letter_id)
+        return refused
+
+    async def _send_dead(self, message: aio_pika.Message, routing_key: str) -> bool:
+        """One dead letter sent and confirmed (True), or refused by its size (False)."""
         await self._ensure()
-        if self._connection is None or self._connection.is_closed:
-            raise TransientError("rabbitmq: connection closed")
+        dead = self._dead_exchange
+        if dead is None:
+            raise TransientError("rabbitmq: the dead-letter exchange is not declared")
+        try:
+            confirm = await asyncio.wait_for(
+                dead.publish(message, routing_key, mandatory=False), timeout=self._timeout
+            )
+        except Exception as exc:  # an outage unless the broker named its size limit
+            refused_by_size = isinstance(exc, ChannelPreconditionFailed) and bool(
+                _MAX_SIZE.search(str(exc))
+            )
+            self._learn_limit(exc)
+            await self._reset()
+            if refused_by_size:
+                return False
+            raise TransientError(f"rabbitmq publish_dead: {exc!r}") from exc
+        if not isinstance(confirm, Basic.Ack):
+            raise TransientError("rabbitmq: a dead letter was not acknowledged")
+        return True
+
+    async def ping(self) -> None:
+        """Connect (or reuse the connection) and check it is open and connected: a robust
+        connection the broker dropped is not closed, only reconnecting (`connected` clear)."""
+        await self._ensure()
+        connection = self._connection
+        if connection is None or connection.is_closed or not connection.connected.is_set():
+            raise TransientError("rabbitmq: not connected")
 
     async def close(self) -> None:
         """Close the connection."""

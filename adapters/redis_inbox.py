@@ -48,6 +48,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
+from adapters.archive_codec import dump_header
+from adapters.archive_pending_redis import RedisArchivePending
 from adapters.codec import (
     dump_conversation,
     dump_item,
@@ -57,21 +59,39 @@ from adapters.codec import (
     load_message,
 )
 from adapters.errors import TransientError
-from adapters.ports import Delivery, InboxDurability, InboxStats, StateWrite
+from adapters.failed_store import FailedStoreMethods
+from adapters.ports import (
+    ArchiveBacklog,
+    Delivery,
+    InboxDurability,
+    InboxStats,
+    PendingArchive,
+    StateWrite,
+    raw_of,
+)
+from adapters.redis_client import bounded_client
+from adapters.redis_dead_letters import RedisDeadLetters
 from adapters.redis_durability import WaitAof, check_waitaof, read_durability
 from models.conversation import ConversationRecord, MessageRecord
-from models.inbox import StoredItem
+from models.inbox import InboxItem, StoredItem
 
 GROUP = "shards"
-# KEYS[1]: the delivery's mark; KEYS[2..]: one stream per item; ARGV[1]: window seconds;
-# ARGV[2..]: one encoded item per stream. Scripts are not rolled back on error, so the
-# mark is written last: if an XADD fails part-way (out of memory, a wrong key type), no
-# mark exists, Meta's retry appends the whole delivery again and the shards' item dedup
-# drops what was already there. Setting it first would answer that retry "duplicate"
-# with items missing.
+# KEYS[1]: the delivery's mark; KEYS[2..n+1]: one stream per item; KEYS[n+2] (when the
+# delivery carries its raw body): the archive's pending stream. ARGV[1]: window seconds;
+# ARGV[2]: n; ARGV[3..n+2]: one encoded item per stream; ARGV[n+3], ARGV[n+4]: the raw
+# delivery's header and body (adapters/archive_pending_redis.py). Scripts are not rolled
+# back on error, so the mark is written last: if an XADD fails part-way (out of memory, a
+# wrong key type), no mark exists, Meta's retry appends the whole delivery again and the
+# shards' item dedup drops what was already there. Setting it first would answer that
+# retry "duplicate" with items missing. The body is added in the same script, so the
+# archive starts from the durability point and a duplicate is not archived again.
 _APPEND_ONCE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for i = 2, #KEYS do redis.call('XADD', KEYS[i], '*', 'd', ARGV[i]) end
+local n = tonumber(ARGV[2])
+for i = 1, n do redis.call('XADD', KEYS[1 + i], '*', 'd', ARGV[2 + i]) end
+if #KEYS > n + 1 then
+  redis.call('XADD', KEYS[n + 2], '*', 'h', ARGV[n + 3], 'b', ARGV[n + 4])
+end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 return 1
 """
@@ -169,7 +189,7 @@ return 1
 """
 
 
-class RedisInbox:
+class RedisInbox(FailedStoreMethods):
     """The Inbox port on Redis Streams."""
 
     def __init__(
@@ -187,10 +207,9 @@ class RedisInbox:
         TTL, from its last write."""
         # Timeouts: a Redis that stops answering must fail the request (503) or the batch
         # (retried), never hang it. Reads block at most block_ms and WAITAOF at most its
-        # timeout (checked by Settings), both well under 10 s.
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=10, socket_connect_timeout=5
-        )
+        # timeout (checked by Settings), both well under the client's socket timeout; the
+        # ingress's own deadline is shorter still (adapters/redis_client.py).
+        self._redis: aioredis.Redis = bounded_client(url)
         self._prefix = prefix
         self._window_s = window_s
         self._retention_s = retention_s
@@ -200,6 +219,8 @@ class RedisInbox:
         self._commit = self._redis.register_script(_COMMIT)
         self._create_group = self._redis.register_script(_CREATE_GROUP)
         self._record_order = self._redis.register_script(_RECORD_ORDER)
+        self._dead = RedisDeadLetters(self._redis, prefix, self._execute_durably)
+        self._archive = RedisArchivePending(self._redis, prefix, self._execute_durably)
         self._groups: set[int] = set()
         # Per partition: where the re-read of this consumer's pending entries has got to,
         # or absent once they are all re-read and only new entries (">") are left.
@@ -268,12 +289,15 @@ class RedisInbox:
             return []
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for key, items in deliveries:
-                    await self._append_once(
-                        keys=[self.mark_key(key), *(self.stream(i.partition) for i in items)],
-                        args=[self._window_s, *(dump_item(i) for i in items)],
-                        client=pipe,
-                    )
+                for delivery in deliveries:
+                    key, items, raw = delivery[0], delivery[1], raw_of(delivery)
+                    keys = [self.mark_key(key), *(self.stream(i.partition) for i in items)]
+                    args: list[bytes | int] = [self._window_s, len(items)]
+                    args += [dump_item(i) for i in items]
+                    if raw is not None:
+                        keys.append(self._archive.key)
+                        args += [dump_header(raw), raw.body]
+                    await self._append_once(keys=keys, args=args, client=pipe)
                 results = await self._execute_durably(pipe)
         except RedisError as exc:
             raise TransientError(f"redis append: {exc}") from exc
@@ -515,6 +539,22 @@ class RedisInbox:
             raise TransientError(f"redis find_conversations: {exc}") from exc
         records = [load_conversation(body) for body in bodies if body is not None]
         return [r for r in records if _matches(r, tenant_id, wa_id, user_id)]
+
+    async def append_replayed(self, items: Sequence[InboxItem]) -> None:
+        """See Inbox (adapters/archive_pending_redis.py): one script, no mark."""
+        await self._archive.append_replayed(items, self.stream)
+
+    async def archive_pending(self, limit: int) -> list[PendingArchive]:
+        """See Inbox: the oldest entries of the `<prefix>archive` stream."""
+        return await self._archive.pending(limit)
+
+    async def archive_done(self, entry_ids: Sequence[str]) -> None:
+        """See Inbox: XDEL from the `<prefix>archive` stream."""
+        await self._archive.done(entry_ids)
+
+    async def archive_backlog(self) -> ArchiveBacklog:
+        """See Inbox."""
+        return await self._archive.backlog()
 
     async def backlog(self, partition: int) -> int:
         """XLEN: committed entries are deleted, so the length is the backlog."""

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from adapters.errors import TransientError
 from adapters.grouping import GroupWriter
+from adapters.redis_client import bounded_client
 
 Limits = Sequence[tuple[str, int]]
 
@@ -40,9 +41,9 @@ class RedisRateLimiter:
         linger_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=10, socket_connect_timeout=5
-        )
+        # Bounded in time and connections (adapters/redis_client.py); the receiver does
+        # not wait past its ack deadline and lets the request pass (fails open).
+        self._redis: aioredis.Redis = bounded_client(url)
         self._prefix = prefix
         self._window_s = max(1, window_s)
         self._clock = clock

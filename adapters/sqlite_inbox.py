@@ -36,6 +36,8 @@ from typing import Any
 
 import orjson
 
+from adapters.archive_pending_sqlite import SCHEMA as ARCHIVE_SCHEMA
+from adapters.archive_pending_sqlite import SqliteArchivePending, insert_pending, pending_row
 from adapters.codec import (
     dump_conversation,
     dump_item,
@@ -44,10 +46,22 @@ from adapters.codec import (
     load_item,
     load_message,
 )
-from adapters.ports import Delivery, InboxDurability, InboxStats, StateWrite
+from adapters.failed_store import FailedStoreMethods
+from adapters.ports import (
+    ArchiveBacklog,
+    Delivery,
+    InboxDurability,
+    InboxStats,
+    PendingArchive,
+    StateWrite,
+    raw_of,
+)
 from adapters.sqlite_db import SqliteDb
+from adapters.sqlite_dead_letters import SCHEMA as DEAD_LETTER_SCHEMA
+from adapters.sqlite_dead_letters import SqliteDeadLetters
+from models.archive import RawDelivery
 from models.conversation import ConversationRecord, MessageRecord
-from models.inbox import StoredItem
+from models.inbox import InboxItem, StoredItem
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
@@ -119,6 +133,11 @@ def _select_in(
     return rows
 
 
+def _pending(raw: RawDelivery | None) -> tuple[int, bytes, bytes] | None:
+    """A delivery's `archive_pending` row, encoded before the transaction starts."""
+    return None if raw is None else pending_row(raw)
+
+
 def _customer_ids(record: ConversationRecord) -> tuple[str | None, str | None]:
     """The (wa_id, user_id) `find_conversations` finds the record by: customer
     conversations only, so a group's or a tenant's record is never found."""
@@ -127,7 +146,7 @@ def _customer_ids(record: ConversationRecord) -> tuple[str | None, str | None]:
     return record.customer.wa_id, record.customer.user_id
 
 
-class SqliteInbox:
+class SqliteInbox(FailedStoreMethods):
     """The Inbox port on SQLite (WAL). One reader per partition, in this process."""
 
     def __init__(
@@ -142,7 +161,9 @@ class SqliteInbox:
         """`retention_s`: a conversation record expires after this many seconds without a
         write, None: never; `message_ttl_s`: each message record's TTL, from its last
         write. The clock (every expiry: marks, records, messages) is injectable for tests."""
-        self._db = SqliteDb(path, _SCHEMA)
+        self._db = SqliteDb(path, _SCHEMA + DEAD_LETTER_SCHEMA + ARCHIVE_SCHEMA)
+        self._dead = SqliteDeadLetters(self._db)
+        self._archive = SqliteArchivePending(self._db)
         self._window_s = window_s
         self._retention_s = retention_s
         self._message_ttl_s = message_ttl_s
@@ -168,18 +189,24 @@ class SqliteInbox:
             self._purged_at = now
 
     async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
-        """One transaction: per delivery, mark its key or skip it as a duplicate."""
-        encoded = [(key, [(i.partition, dump_item(i)) for i in items]) for key, items in deliveries]
+        """One transaction: per delivery, mark its key or skip it as a duplicate; a new
+        delivery's raw body (when it carries one) goes into `archive_pending` with its items."""
+        encoded = [
+            (d[0], [(i.partition, dump_item(i)) for i in d[1]], _pending(raw_of(d)))
+            for d in deliveries
+        ]
 
         def write(conn: sqlite3.Connection) -> list[bool]:
             now = self._clock()
             stored: list[bool] = []
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
-                for key, rows in encoded:
+                for key, rows, raw in encoded:
                     fresh = self._mark(conn, key, now)
                     if fresh:
                         conn.executemany("INSERT INTO inbox (partition, body) VALUES (?, ?)", rows)
+                        if raw is not None:
+                            insert_pending(conn, raw)
                     stored.append(fresh)
             return stored
 
@@ -370,6 +397,22 @@ class SqliteInbox:
             return [load_conversation(body) for _, body in rows]
 
         return await self._db.run(fetch)
+
+    async def append_replayed(self, items: Sequence[InboxItem]) -> None:
+        """See Inbox (adapters/archive_pending_sqlite.py): one transaction, no mark."""
+        await self._archive.append_replayed(items)
+
+    async def archive_pending(self, limit: int) -> list[PendingArchive]:
+        """See Inbox: the oldest rows of `archive_pending`."""
+        return await self._archive.pending(limit)
+
+    async def archive_done(self, entry_ids: Sequence[str]) -> None:
+        """See Inbox: delete the rows."""
+        await self._archive.done(entry_ids)
+
+    async def archive_backlog(self) -> ArchiveBacklog:
+        """See Inbox."""
+        return await self._archive.backlog()
 
     async def backlog(self, partition: int) -> int:
         """Entries of the partition not committed yet."""

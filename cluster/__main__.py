@@ -1,4 +1,5 @@
-"""The CLI: `python -m cluster run | events tail | send-test | schema export|check`."""
+"""The CLI: `python -m cluster run | events tail | send-test | schema export|check |
+deliveries show | replay`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import time
 
 import orjson
 
+from cluster.dead_letters import add_commands as add_dead_letter_commands
+from cluster.dead_letters import dead_letters_command
 from cluster.logging import configure_logging
+from cluster.replay import add_commands as add_replay_commands
+from cluster.replay import replay_command
 from cluster.settings import Settings, SettingsError
 
 
@@ -46,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     allow.add_argument("action", choices=["from-whois"], help="from Meta's AS32934 routes")
     allow.add_argument("file", help="saved output of: whois ... AS32934 | grep ^route")
     allow.add_argument("-o", "--out", default=None, help="write here (default: stdout)")
+    add_replay_commands(sub)  # deliveries show, replay (cluster/replay.py)
+    add_dead_letter_commands(sub)  # dead-letters list|show|purge (cluster/dead_letters.py)
     args = parser.parse_args(argv)
     if args.command == "allowlist":  # needs no settings: a file transformation
         from cluster.allowlist import allowlist_command
@@ -62,10 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from cluster.runner import run
 
-            run(settings)
-            return 0
+            return run(settings)
+        if args.command == "dead-letters":
+            return dead_letters_command(settings, args)
         if args.command == "events":
             return _events_tail(settings, args.follow, args.limit)
+        if args.command in ("deliveries", "replay"):
+            return replay_command(settings, args)
         from cluster.send_test import send_test
 
         return send_test(settings, args.url, args.file)

@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from adapters.errors import TransientError
+from adapters.archive_local import LocalArchive
+from adapters.archive_s3 import S3Archive
+from adapters.consumer_queues import ConsumerQueue
+from adapters.errors import BrokerMisconfigured, TransientError
 from adapters.local_rate_limit import LocalRateLimiter
 from adapters.outbox import OutboxPublisher
-from adapters.ports import Inbox, InboxDurability, Publisher, RateLimiter
+from adapters.ports import Archive, Inbox, InboxDurability, Publisher, RateLimiter
 from adapters.rabbitmq import RabbitPublisher
 from adapters.redis_durability import WaitAof
 from adapters.redis_inbox import RedisInbox
@@ -79,6 +82,10 @@ class RabbitPublisherConfig(_Config):
     url: str
     exchange: str
     confirm_timeout_s: float
+    dead_queue: bool  # declare `<exchange>.dead` bound with `#`
+    # The consumer queues (WA_RABBITMQ_QUEUES): name and binding patterns; their limit.
+    queues: tuple[tuple[str, tuple[str, ...]], ...]
+    delivery_limit: int
 
 
 class OutboxConfig(_Config):
@@ -200,10 +207,45 @@ def inbox_durability_check(
     return durable
 
 
+def check_publisher_topology(config: PublisherConfig) -> None:
+    """The runner's start-up check (RabbitMQ only): declare the exchanges and queues once.
+    One that exists with other arguments raises SettingsError (no shard could ever publish,
+    so it must not start and loop); a broker that cannot be reached is only logged (the
+    ingress keeps storing, the shards retry: docs/reliability.md "Degradation")."""
+    if not isinstance(config, RabbitPublisherConfig):
+        return
+
+    async def declare() -> None:
+        publisher = build_publisher(config)
+        try:
+            await publisher.ping()
+        finally:
+            await publisher.close()
+
+    try:
+        asyncio.run(declare())
+    except BrokerMisconfigured as exc:
+        raise SettingsError(
+            f"{exc}; delete the queue or exchange named there, or change the setting that "
+            "declares it (WA_RABBITMQ_QUEUES, WA_RABBITMQ_DELIVERY_LIMIT, WA_RABBITMQ_EXCHANGE)"
+        ) from exc
+    except TransientError as exc:
+        log.warning("publisher_unreachable_at_start", error=str(exc))
+
+
 def build_publisher(config: RabbitPublisherConfig | OutboxConfig) -> Publisher:
     """The publisher adapter this config names."""
     if isinstance(config, RabbitPublisherConfig):
-        return RabbitPublisher(config.url, config.exchange, config.confirm_timeout_s)
+        queues = [
+            ConsumerQueue(name, bindings, config.delivery_limit) for name, bindings in config.queues
+        ]
+        return RabbitPublisher(
+            config.url,
+            config.exchange,
+            config.confirm_timeout_s,
+            dead_queue=config.dead_queue,
+            queues=queues,
+        )
     return OutboxPublisher(config.path)
 
 
@@ -212,3 +254,38 @@ def build_rate_limiter(config: RedisRateLimiterConfig | LocalRateLimiterConfig) 
     if isinstance(config, RedisRateLimiterConfig):
         return RedisRateLimiter(config.url, config.prefix, config.window_s, config.linger_s)
     return LocalRateLimiter(config.window_s)
+
+
+class S3ArchiveConfig(_Config):
+    """The raw-delivery archive in an S3 bucket (production: WA_S3_BUCKET set)."""
+
+    kind: Literal["s3"] = "s3"
+    bucket: str
+    endpoint_url: str | None  # None: AWS's own endpoint for the region
+    region: str
+    access_key_id: str | None  # None (with the secret): boto3's credential chain
+    secret_access_key: SecretStr | None
+
+
+class LocalArchiveConfig(_Config):
+    """The raw-delivery archive in a local folder (embedded: `<root>/archive/...`)."""
+
+    kind: Literal["local"] = "local"
+    root: Path
+
+
+ArchiveConfig = Annotated[S3ArchiveConfig | LocalArchiveConfig, Field(discriminator="kind")]
+
+
+def build_archive(config: S3ArchiveConfig | LocalArchiveConfig) -> Archive:
+    """The archive adapter this config names."""
+    if isinstance(config, S3ArchiveConfig):
+        secret = config.secret_access_key
+        return S3Archive(
+            config.bucket,
+            endpoint_url=config.endpoint_url,
+            region=config.region,
+            access_key_id=config.access_key_id,
+            secret_access_key=secret.get_secret_value() if secret is not None else None,
+        )
+    return LocalArchive(config.root)

@@ -92,10 +92,14 @@ def alive(proc: Proc) -> bool:
     return info is not None and info[1] == proc[1]
 
 
-def end(procs: list[Proc], grace_s: float = 5.0) -> int:
-    """SIGTERM the live ones, SIGKILL what is left after grace_s; returns how many ended."""
+def end(procs: list[Proc], grace_s: float = 5.0, kill_wait_s: float = 2.0) -> int:
+    """SIGTERM the live ones, SIGKILL what is left after grace_s; returns how many ended.
+
+    Returns within grace_s + kill_wait_s. A zombie counts as ended (it holds no port and
+    no memory; its parent, or the supervisor that adopted it, reaps it).
+    """
     targets = [p for p in procs if p[0] != os.getpid() and alive(p)]
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, kill_wait_s)):
         for pid, _ in (p for p in targets if alive(p)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)

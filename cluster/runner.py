@@ -1,5 +1,9 @@
 """`make run`: start (or join) Ray, deploy the Serve app, stay in the foreground, drain on exit.
 
+Two processes: `run` is the supervisor (cluster/supervisor.py: signals, reaping, the pid
+file, the shutdown deadline) and `drive`, started by it in a session of its own as
+`python -m cluster.runner`, is the Ray driver.
+
 Ray reads the Serve ingress flags when its processes start, so they are set here before
 Ray is imported. HAProxy is Serve's C ingress: measured ~10x the Python proxy's
 throughput on 2 cores (see ARCHITECTURE.md).
@@ -7,17 +11,21 @@ throughput on 2 cores (see ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
+import sys
 import threading
 from pathlib import Path
 
 import structlog
 
 from cluster import process_tree
-from cluster.backends import check_inbox_durability
-from cluster.settings import Settings
+from cluster.backends import check_inbox_durability, check_publisher_topology
+from cluster.logging import configure_logging
+from cluster.settings import Settings, SettingsError
+from cluster.supervisor import RECORD_NOW, die_with_parent, supervise
 from cluster.wiring import Wiring
 
 RAY_ENV = {
@@ -44,33 +52,82 @@ def clear_stale_run(pidfile: Path) -> None:
     pidfile.unlink(missing_ok=True)
 
 
-def _record_forever(pidfile: Path, stop: threading.Event, now: threading.Event) -> None:
-    """Keep the pidfile current: Ray starts workers and reloads HAProxy while it runs.
+def run(settings: Settings) -> int:
+    """`python -m cluster run`: check the stores, clear a stale run, supervise the driver.
 
-    Every 0.5 s (a psutil scan of ~90 processes costs ~7.5 ms of CPU), and at once when
-    `now` is set (right after the deployment is up, when HAProxy has just been started): a
-    kill -9 can only miss a process started in the last half second.
+    Returns the exit code (cluster/supervisor.py says which).
     """
-    procs: list[process_tree.Proc] = []
-    while True:
-        procs = process_tree.record(pidfile, os.getpid(), procs)
-        if now.wait(0.5):
-            now.clear()
-        if stop.is_set():
-            return
-
-
-def run(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM, then drain and shut down what this process started."""
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
     wiring = Wiring.from_settings(settings)
     # One Redis round trip before anything starts: refuses a store that can lose or evict
     # acknowledged appends in production (docs/redis.md), and an unusable WAITAOF anywhere.
     check_inbox_durability(wiring.inbox)
+    # The broker's exchanges and queues declared once: one declared with other arguments
+    # refuses the start (every publish would fail so); a broker down is only logged.
+    check_publisher_topology(wiring.publisher)
     wiring.data_dir.mkdir(parents=True, exist_ok=True)
     pidfile = wiring.data_dir / "run.pid"
     clear_stale_run(pidfile)
+    command = [sys.executable, "-m", "cluster.runner", "--parent", str(os.getpid())]
+    return supervise(command, pidfile, settings.shutdown_timeout_s)
+
+
+def _head_alive() -> bool:
+    """Whether the GCS and raylet this process started are still running.
+
+    Without them nothing can drain: `serve.delete` would wait for a controller that
+    cannot answer until the core worker gives up on the GCS (60 s). The handles are Ray's
+    own Popen objects for the processes `ray.init` started (ray/_private/node.py).
+    """
+    from ray._private import ray_constants, worker
+
+    node = worker._global_node
+    if node is None:
+        return False
+    kinds = (ray_constants.PROCESS_TYPE_GCS_SERVER, ray_constants.PROCESS_TYPE_RAYLET)
+    return all(
+        info.process.poll() is None for kind in kinds for info in node.all_processes.get(kind, [])
+    )
+
+
+def _exit_now(code: int, event: str) -> None:
+    """Leave without Ray's atexit `ray.shutdown()`, which would wait for the dead GCS too;
+    the supervisor ends what is left."""
+    log.warning(event)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _drain(app_name: str, started_ray: bool) -> None:
+    """serve.delete, unless (or until) the Ray this process started is gone."""
+    from ray import serve
+
+    if started_ray and not _head_alive():
+        _exit_now(0, "drain_skipped")  # the signal reached Ray's own processes too
+
+    # Replicas finish in-flight requests; the pool drains its shards (publish and commit
+    # the batch in hand). Serve itself is left to ray.shutdown(), or running on a cluster
+    # this process joined. In a thread, so that a Ray dying meanwhile is noticed; the
+    # supervisor's deadline bounds a delete that never returns.
+    def delete() -> None:
+        with contextlib.suppress(Exception):  # an app that never started: nothing to drain
+            serve.delete(app_name)
+
+    deleting = threading.Thread(target=delete, name="drain", daemon=True)
+    deleting.start()
+    while deleting.is_alive():
+        deleting.join(0.2)
+        if started_ray and deleting.is_alive() and not _head_alive():
+            _exit_now(0, "drain_abandoned")
+    log.info("app_deleted")
+
+
+def drive(settings: Settings, parent: int) -> None:
+    """Serve until SIGINT/SIGTERM, then drain and shut down the Ray this process started."""
+    die_with_parent(parent)
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    wiring = Wiring.from_settings(settings)
 
     import ray
     from ray import serve
@@ -78,18 +135,9 @@ def run(settings: Settings) -> None:
     from cluster.serve_app import APP_NAME, build_application
 
     stop = threading.Event()
-    recorder_stop = threading.Event()
-    record_now = threading.Event()
-    recorder = threading.Thread(
-        target=_record_forever,
-        args=(pidfile, recorder_stop, record_now),
-        name="pidfile",
-        daemon=True,
-    )
-    recorder.start()
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        log.info("drain_requested", signal=signal.Signals(signum).name)
         stop.set()
 
     started_ray = not ray.is_initialized() and settings.ray_address is None
@@ -115,7 +163,7 @@ def run(settings: Settings) -> None:
             name=APP_NAME,
             route_prefix="/",
         )
-        record_now.set()
+        os.kill(parent, RECORD_NOW)  # HAProxy has just been started: record it now
         log.info(
             "serving",
             url=f"http://{settings.host}:{settings.port}/webhook",
@@ -127,22 +175,30 @@ def run(settings: Settings) -> None:
             flush=True,
         )
         while not stop.wait(0.5):
-            pass
+            if started_ray and not _head_alive():
+                _exit_now(1, "ray_died")  # nothing left to serve with: the supervisor ends the rest
     finally:
         log.info("draining")
-        with contextlib.suppress(Exception):
-            # Replicas finish in-flight requests; the pool drains its shards (publish and
-            # commit the batch in hand). Serve itself is left to ray.shutdown() below, or
-            # running on a cluster this process joined.
-            serve.delete(APP_NAME)
-        log.info("app_deleted")
+        _drain(APP_NAME, started_ray)
         if started_ray:
             ray.shutdown()
             log.info("ray_stopped")
-        recorder_stop.set()
-        record_now.set()
-        recorder.join()
-        # Whatever this run started and Ray left running (agents, HAProxy) ends here.
-        process_tree.end(process_tree.load(pidfile))
-        pidfile.unlink(missing_ok=True)
-        log.info("stopped")
+
+
+def main() -> int:
+    """`python -m cluster.runner --parent PID`: the driver, started by the supervisor."""
+    parser = argparse.ArgumentParser(prog="python -m cluster.runner", description=drive.__doc__)
+    parser.add_argument("--parent", type=int, required=True, help="the supervisor's pid")
+    args = parser.parse_args()
+    try:
+        settings = Settings()
+        configure_logging(settings.log_level)
+        drive(settings, args.parent)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

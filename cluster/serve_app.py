@@ -9,7 +9,7 @@ from ray.serve import Application
 
 from actors.pool import ShardPool
 from cluster.settings import Settings
-from cluster.wiring import Wiring, ingress_deps, shard_config, shard_deps
+from cluster.wiring import Wiring, archiver, ingress_deps, shard_config, shard_deps
 from ingress.deployment import WebhookIngress
 
 APP_NAME = "wa-ingest"
@@ -22,6 +22,7 @@ def build_application(wiring: Wiring, ingress_replicas: int = 1) -> Application:
         wiring.partitions,
         functools.partial(shard_config, wiring),
         functools.partial(shard_deps, wiring),
+        archiver_factory=functools.partial(archiver, wiring),
     )
     app: Application = WebhookIngress.options(  # type: ignore[attr-defined]
         num_replicas=ingress_replicas

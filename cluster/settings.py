@@ -9,6 +9,7 @@ import orjson
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cluster.queue_spec import parse_queues
 from ingress.client_ip import IpNetwork, parse_networks
 from models.tenant import Tenant, TenantDirectory, TenantsFile
 
@@ -43,12 +44,20 @@ class Settings(BaseSettings):
     rabbitmq_url: str | None = None
     rabbitmq_exchange: str = "whatsapp.events"
     rabbitmq_confirm_timeout_s: float = 30.0
+    # Dead letters and consumer queues (issue 11; docs/reliability.md "Consumer queues").
+    rabbitmq_dead_queue: bool = True  # the durable queue `<exchange>.dead`, bound with `#`
+    rabbitmq_queues: str = ""  # queue=pattern,pattern;queue=pattern (cluster/queue_spec.py)
+    rabbitmq_delivery_limit: int = 20  # deliveries before a consumer queue dead-letters
     data_dir: Path = Path("var")
     shards: int = 4
     ingress_replicas: int = 1
     max_body_bytes: int = 4 * 1024 * 1024
     append_linger_ms: float = 1.0
     append_max_items: int = 512
+    # The longest a webhook waits for its rate-limit count and its inbox append together
+    # before it is answered 503 (Meta retries): a Redis that is down or hung must not
+    # hold Meta's requests (docs/reliability.md "Degradation").
+    ack_timeout_ms: int = 1500
     shard_batch_size: int = 256
     shard_block_ms: int = 100
     # After a partial batch a shard waits this long before reading again so that the next
@@ -67,6 +76,12 @@ class Settings(BaseSettings):
     conversation_idle_s: float = 3600.0
     reorder_window_ms: float = 1000.0
     reorder_max_held: int = 10_000
+    # An item that fails (a step raising on it, the broker refusing its event) is tried
+    # this many times, the batch waiting base * 2^(n-1) ms (capped, jittered) between
+    # tries, then dead-lettered (docs/reliability.md): at most ~12.7 s per poison item.
+    max_attempts: int = 8
+    retry_base_ms: float = 100.0
+    retry_max_delay_s: float = 10.0
     shard_max_batch_bytes: int = 4 * 1024 * 1024
     shard_stall_after_s: float = 60.0
     ray_address: str | None = None
@@ -74,6 +89,9 @@ class Settings(BaseSettings):
     ray_metrics_port: int | None = None
     ray_dashboard: bool = True
     ray_dashboard_port: int = 8265
+    # `python -m cluster run`'s whole stop, signal to exit: the drain, then ending what is
+    # left (cluster/supervisor.py). Give the container runtime more (docker stop -t).
+    shutdown_timeout_s: float = 30.0
     log_level: str = "INFO"
     # Security (issue 5); docs/security.md explains each.
     allowlist_enabled: bool | None = None  # None: on in production, off in embedded
@@ -99,6 +117,23 @@ class Settings(BaseSettings):
     max_unverified_bytes: int = 64 * 1024 * 1024  # per replica: 16 bodies at the cap
     body_timeout_s: float = 10.0
     admin_token: SecretStr | None = None
+    # Raw-delivery archive (issue 11, docs/archive.md): S3 when WA_S3_BUCKET is set, else a
+    # folder under WA_DATA_DIR. The S3 names are the media store's too (issue 12). No
+    # access key: boto3's own credential chain (environment, instance profile).
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    archive_retention_s: int = 7 * 24 * 3600  # Meta's retry horizon
+    # Raw bodies waiting longer than this for the archive store make /readyz say
+    # "degraded" (still ready: the ingress stores, the shards publish).
+    archive_stall_after_s: float = 60.0
+    archive_sweep_every_s: float = 3600.0
+    # Bodies the archiver takes per step, written concurrently: at most this many bodies
+    # (each up to WA_MAX_BODY_BYTES) in its memory at once.
+    archive_batch: int = 16
+    archive_poll_ms: float = 500.0  # the archiver's wait when nothing is pending
 
     def allowlist_on(self) -> bool:
         """Whether the source-IP allowlist is enforced (default: production only)."""
@@ -168,7 +203,23 @@ class Settings(BaseSettings):
         tenants = self.tenants()
         self._check_security(tenants)
         self._check_redis()
+        self.consumer_queues()
         self._check_conversations()
+        self._check_archive()
+
+    def _check_archive(self) -> None:
+        if self.archive_retention_s < 1 or self.archive_stall_after_s <= 0:
+            raise SettingsError("WA_ARCHIVE_RETENTION_S must be >= 1, WA_ARCHIVE_STALL_AFTER_S > 0")
+        if self.archive_sweep_every_s <= 0 or self.archive_poll_ms <= 0 or self.archive_batch < 1:
+            raise SettingsError(
+                "WA_ARCHIVE_SWEEP_EVERY_S and WA_ARCHIVE_POLL_MS must be > 0, WA_ARCHIVE_BATCH >= 1"
+            )
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise SettingsError(
+                "set both WA_S3_ACCESS_KEY_ID and WA_S3_SECRET_ACCESS_KEY, or neither"
+            )
+        if not 3 <= self.shutdown_timeout_s <= 3600:
+            raise SettingsError("WA_SHUTDOWN_TIMEOUT_S must be between 3 and 3600")
 
     def _check_conversations(self) -> None:
         if self.conversation_retention_s < 0 or self.message_state_ttl_s < 1:
@@ -214,6 +265,23 @@ class Settings(BaseSettings):
         # Below the client's 10 s socket timeout, so WAITAOF answers before the socket gives up.
         if not 1 <= self.redis_waitaof_timeout_ms <= 5000:
             raise SettingsError("WA_REDIS_WAITAOF_TIMEOUT_MS must be between 1 and 5000")
+        if not 50 <= self.ack_timeout_ms <= 10_000:
+            raise SettingsError("WA_ACK_TIMEOUT_MS must be between 50 and 10000")
+
+    def consumer_queues(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """WA_RABBITMQ_QUEUES parsed: each queue with its binding patterns."""
+        if not 1 <= self.rabbitmq_delivery_limit <= 1000:
+            raise SettingsError("WA_RABBITMQ_DELIVERY_LIMIT must be between 1 and 1000")
+        exchange = self.rabbitmq_exchange
+        try:
+            queues = parse_queues(
+                self.rabbitmq_queues, frozenset({f"{exchange}.dead", f"{exchange}.unrouted"})
+            )
+        except ValueError as exc:
+            raise SettingsError(f"WA_RABBITMQ_QUEUES: {exc}") from exc
+        if queues and not self.rabbitmq_url:
+            raise SettingsError("WA_RABBITMQ_QUEUES needs WA_RABBITMQ_URL (queues are RabbitMQ's)")
+        return queues
 
     def _check_security(self, tenants: list[Tenant]) -> None:
         allowed = self.allowed_networks()
@@ -254,6 +322,10 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "WA_MAX_JSON_NODES, WA_MAX_ITEMS_PER_DELIVERY, WA_MAX_STORED_RATIO must be >= 1"
             )
+        if not 1 <= self.max_attempts <= 100:
+            raise SettingsError("WA_MAX_ATTEMPTS must be between 1 and 100")
+        if self.retry_base_ms < 0 or self.retry_max_delay_s < 0:
+            raise SettingsError("WA_RETRY_BASE_MS and WA_RETRY_MAX_DELAY_S must be >= 0")
 
 
 def _networks(variable: str, lines: list[str]) -> tuple[IpNetwork, ...]:

@@ -16,10 +16,14 @@ from typing import Any
 
 import structlog
 
+from actors.archiver import Archiver, ArchiverConfig
+from actors.archiver_metrics import RayArchiverMetrics
 from actors.shard import ShardConfig
 from adapters.ports import Inbox, Publisher
 from cluster.backends import (
+    ArchiveConfig,
     InboxConfig,
+    LocalArchiveConfig,
     LocalRateLimiterConfig,
     OutboxConfig,
     PublisherConfig,
@@ -27,7 +31,9 @@ from cluster.backends import (
     RateLimiterConfig,
     RedisInboxConfig,
     RedisRateLimiterConfig,
+    S3ArchiveConfig,
     SqliteInboxConfig,
+    build_archive,
     build_inbox,
     build_publisher,
     build_rate_limiter,
@@ -35,9 +41,10 @@ from cluster.backends import (
 )
 from cluster.logging import configure_logging
 from cluster.settings import Settings
+from ingress.archive_health import archive_backlog_check
 from ingress.client_ip import SourcePolicy
 from ingress.config import IngressConfig, IngressDeps, ReadyCheck
-from ingress.health import shard_pool_check
+from ingress.health import inbox_backlog, publisher_check, shard_pool_check
 from models.tenant import Tenant, TenantDirectory
 
 
@@ -53,6 +60,8 @@ class Wiring:
     rate_limiter: RateLimiterConfig
     ingress: IngressConfig
     shards: tuple[ShardConfig, ...]  # one per partition, index = partition
+    archive: ArchiveConfig
+    archiver: ArchiverConfig
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Wiring:
@@ -68,6 +77,8 @@ class Wiring:
             rate_limiter=_rate_limiter(settings),
             ingress=_ingress(settings),
             shards=tuple(_shard(settings, p) for p in range(settings.shards)),
+            archive=_archive(settings, data_dir),
+            archiver=_archiver(settings),
         )
 
     @property
@@ -84,6 +95,8 @@ class Wiring:
                     values.append(token.get_secret_value())
         if self.ingress.admin_token is not None:
             values.append(self.ingress.admin_token.get_secret_value())
+        if isinstance(self.archive, S3ArchiveConfig) and self.archive.secret_access_key:
+            values.append(self.archive.secret_access_key.get_secret_value())
         return values
 
     def describe(self) -> dict[str, str]:
@@ -95,6 +108,9 @@ class Wiring:
             "publisher": "rabbitmq"
             if isinstance(publisher, RabbitPublisherConfig)
             else f"outbox:{publisher.path}",
+            "archive": f"s3:{self.archive.bucket}"
+            if isinstance(self.archive, S3ArchiveConfig)
+            else f"folder:{self.archive.root / 'archive'}",
         }
 
 
@@ -127,8 +143,34 @@ def _publisher(settings: Settings, data_dir: Path) -> PublisherConfig:
             url=settings.rabbitmq_url,
             exchange=settings.rabbitmq_exchange,
             confirm_timeout_s=settings.rabbitmq_confirm_timeout_s,
+            dead_queue=settings.rabbitmq_dead_queue,
+            queues=settings.consumer_queues(),
+            delivery_limit=settings.rabbitmq_delivery_limit,
         )
     return OutboxConfig(path=data_dir / "outbox.db")
+
+
+def _archive(settings: Settings, data_dir: Path) -> ArchiveConfig:
+    if settings.s3_bucket:
+        return S3ArchiveConfig(
+            bucket=settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key,
+        )
+    return LocalArchiveConfig(root=data_dir)
+
+
+def _archiver(settings: Settings) -> ArchiverConfig:
+    return ArchiverConfig(
+        batch=settings.archive_batch,
+        poll_s=settings.archive_poll_ms / 1000,
+        max_backoff_s=settings.shard_max_backoff_s,
+        retention_s=settings.archive_retention_s,
+        sweep_every_s=settings.archive_sweep_every_s,
+        stall_after_s=settings.archive_stall_after_s,
+    )
 
 
 def _rate_limiter(settings: Settings) -> RateLimiterConfig:
@@ -149,6 +191,7 @@ def _ingress(settings: Settings) -> IngressConfig:
         max_body_bytes=settings.max_body_bytes,
         append_linger_s=settings.append_linger_ms / 1000,
         append_max_items=settings.append_max_items,
+        ack_timeout_s=settings.ack_timeout_ms / 1000,
         max_json_depth=settings.max_json_depth,
         max_json_array=settings.max_json_array,
         max_json_nodes=settings.max_json_nodes,
@@ -178,6 +221,9 @@ def _shard(settings: Settings, partition: int) -> ShardConfig:
         conversation_idle_s=settings.conversation_idle_s,
         reorder_window_ms=settings.reorder_window_ms,
         reorder_max_held=settings.reorder_max_held,
+        max_attempts=settings.max_attempts,
+        retry_base_s=settings.retry_base_ms / 1000,
+        retry_max_delay_s=settings.retry_max_delay_s,
     )
 
 
@@ -207,13 +253,16 @@ def ingress_deps(wiring: Wiring, pool: Any = None) -> IngressDeps:
             "HAProxy every request comes from 127.0.0.1 or a node address",
         )
     publisher = build_publisher(wiring.publisher)
-    ready_checks: dict[str, ReadyCheck] = {"publisher": publisher.ping}
+    inbox = build_inbox(wiring.inbox)
+    # The broker down is a detail with the backlog, never "down" (ingress/health.py).
+    backlog = inbox_backlog(inbox, wiring.partitions)
+    ready_checks: dict[str, ReadyCheck] = {"publisher": publisher_check(publisher.ping, backlog)}
     if pool is not None:
         ready_checks["shards"] = shard_pool_check(pool)
-    inbox = build_inbox(wiring.inbox)
     durable = inbox_durability_check(wiring.inbox, inbox)
     if durable is not None:  # the start-up check, repeated: Redis can be reconfigured live
         ready_checks["inbox_durability"] = durable
+    ready_checks["archive"] = archive_backlog_check(inbox, wiring.archiver.stall_after_s)
     return IngressDeps(
         config=wiring.ingress,
         directory=TenantDirectory(wiring.tenants),
@@ -221,7 +270,15 @@ def ingress_deps(wiring: Wiring, pool: Any = None) -> IngressDeps:
         ready_checks=ready_checks,
         closers=[publisher.close],
         rate_limiter=build_rate_limiter(wiring.rate_limiter),
+        archive=build_archive(wiring.archive),
     )
+
+
+def archiver(wiring: Wiring) -> Archiver:
+    """The archiver loop's logic and clients, built inside the shard pool's replica."""
+    configure_logging(wiring.log_level, wiring.secret_values())
+    inbox, archive = build_inbox(wiring.inbox), build_archive(wiring.archive)
+    return Archiver(wiring.archiver, inbox, archive, RayArchiverMetrics())
 
 
 def shard_deps(wiring: Wiring) -> tuple[Inbox, Publisher]:

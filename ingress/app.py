@@ -19,6 +19,8 @@ from ingress.health import health_router
 from ingress.metrics import IngressMetrics
 from ingress.receiver import WebhookReceiver, add_webhook_routes
 from ingress.rejection import RequestRejected, error_response
+from ingress.replay import Replayer
+from ingress.replay_admin import replay_routes
 
 __all__ = [
     "IngressConfig",
@@ -50,8 +52,10 @@ def create_app(deps: IngressDeps) -> FastAPI:
     app.include_router(handshake_routes(directory, receiver.admit_source))
     add_webhook_routes(app, receiver)
     if config.admin_token is not None:
-        app.include_router(
-            admin_router(config.admin_token, directory, deps.inbox, config.partitions)
-        )
+        admin = admin_router(config.admin_token, directory, deps.inbox, config.partitions)
+        if deps.archive is not None:  # POST /admin/replay (ingress/replay_admin.py)
+            replayer = Replayer(deps.archive, deps.inbox, directory, config.partitions)
+            replay_routes(admin, replayer)
+        app.include_router(admin)
     app.include_router(health_router(metrics, deps))
     return app

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Sequence
 
 from adapters.grouping import GroupWriter
 from adapters.ports import Delivery, Inbox
+from models.archive import RawDelivery
 from models.inbox import InboxItem
 
 
@@ -25,10 +26,15 @@ class AppendBatcher:
         self._inbox = inbox
         self._group: GroupWriter[Delivery, bool] = GroupWriter(self._write, linger_s, max_items)
 
-    def append(self, key: str, items: Sequence[InboxItem]) -> asyncio.Future[bool]:
-        """Await it: True once the items are durable; False if `key` was already stored
-        (a duplicate). Raises the store's error otherwise; then nothing was marked."""
-        return self._group.submit((key, items), len(items))
+    def append(
+        self, key: str, items: Sequence[InboxItem], raw: RawDelivery | None = None
+    ) -> asyncio.Future[bool]:
+        """Await it: True once the items (and `raw`, the body for the archive, in the same
+        atomic step) are durable; False if `key` was already stored (a duplicate: nothing
+        appended, nothing archived again). Raises the store's error otherwise; then
+        nothing was marked."""
+        delivery: Delivery = (key, items) if raw is None else (key, items, raw)
+        return self._group.submit(delivery, len(items))
 
     def _write(self, deliveries: list[Delivery]) -> Awaitable[list[bool]]:
         return self._inbox.append_deliveries(deliveries)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
-from adapters.ports import Inbox, RateLimiter
+from adapters.ports import Archive, Inbox, RateLimiter
 from ingress.client_ip import SourcePolicy
 from models.tenant import TenantDirectory
 
@@ -25,6 +25,8 @@ class IngressConfig:
     max_body_bytes: int
     append_linger_s: float
     append_max_items: int
+    # A request's wait for its rate-limit count and its append together; past it, 503.
+    ack_timeout_s: float
     max_json_depth: int
     max_json_array: int
     body_timeout_s: float
@@ -51,10 +53,14 @@ class IngressDeps:
     rate_limiter: RateLimiter | None = None  # None: no rate limits (tests of other checks)
     # Other resources the replica holds (e.g. the publisher behind a readiness check).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The raw-delivery archive, for POST /admin/replay (None: no replay route).
+    archive: Archive | None = None
 
     async def close(self) -> None:
         """Release every connection the dependencies hold."""
         closers = [self.inbox.close, *self.closers]
+        if self.archive is not None:
+            closers.append(self.archive.close)
         if self.rate_limiter is not None:
             closers.append(self.rate_limiter.close)
         await asyncio.gather(*(close() for close in closers), return_exceptions=True)

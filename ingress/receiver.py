@@ -3,8 +3,9 @@
 source allowlist (403) -> content type (415) -> body cap, read deadline and the replica's
 budget of unverified bytes (400/413/408/503) -> signature (401/403) -> JSON and shape
 bounds (400) -> envelope, tenant ownership and delivery size (400/403/413) -> rate limits
-(429) -> durable append with delivery dedup (503) -> 200. Nothing is stored until every
-check has passed.
+(429) -> durable append with delivery dedup (503, also when the limiter and the append
+together take longer than the ack timeout) -> 200. Nothing is stored until every check has
+passed.
 
 Tenant resolution never trusts the body before the signature: the raw bytes are checked
 against every configured secret (or, on `/webhook/{tenant_id}`, that tenant's secrets,
@@ -25,8 +26,8 @@ hot path and only calls them in order.
 
 from __future__ import annotations
 
+import asyncio
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +59,7 @@ from ingress.rejection import (
 from ingress.signature import matching_secrets, parse_signature
 from ingress.unverified import BodyHold, UnverifiedBudget, read_body
 from models import dedup
+from models.archive import RawDelivery, new_delivery_id
 from models.delivery_size import DeliveryLimits, DeliveryTooLargeError, TooManyItemsError
 from models.envelope import DeliveryContext, EnvelopeError, Split, count_items, split_signed
 from models.inbox import InboxItem
@@ -66,6 +68,7 @@ from models.tenant import TenantDirectory
 log = structlog.get_logger("ingress")
 
 _JSON_TYPES = frozenset({"application/json"})
+_NO_ANSWER = "the inbox did not answer in time, try again later"
 
 
 def _masked(meta_id: str | None) -> str:
@@ -107,10 +110,13 @@ class WebhookReceiver:
             body = await self.read_body(request, hold)
             verified = self.verify(body, headers.get("x-hub-signature-256"), tenant_id)
         payload = self.parse(body)
-        ctx = DeliveryContext(uuid.uuid4().hex, received_at, self.config.partitions)
+        ctx = DeliveryContext(new_delivery_id(received_at), received_at, self.config.partitions)
         split = self.split(payload, ctx, verified, len(body))
-        await self.enforce_limits(client, self.charged_tenants(split, verified))
-        stored = await self.store(body, split.entries, ctx)
+        # One deadline for both of the store's round trips (docs/reliability.md).
+        deadline = asyncio.get_running_loop().time() + self.config.ack_timeout_s
+        await self.enforce_limits(client, self.charged_tenants(split, verified), deadline)
+        raw = self.raw_delivery(body, headers.get("x-hub-signature-256"), split, ctx, verified)
+        stored = await self.store(body, split.entries, ctx, raw, deadline)
         return self.answer(stored, split, ctx, client, started)
 
     def admit_source(self, request: Request) -> IpAddress | None:
@@ -211,35 +217,85 @@ class WebhookReceiver:
         tenants = {item.tenant_id for item in split.items}
         return tenants | verified if split.held else tenants
 
-    async def enforce_limits(self, client: IpAddress | None, tenants: set[str]) -> None:
-        """Count the request against its address and each tenant; RateLimited when over."""
+    async def enforce_limits(
+        self, client: IpAddress | None, tenants: set[str], deadline: float | None = None
+    ) -> None:
+        """Count the request against its address and each tenant; RateLimited when over.
+        A limiter that fails, or has not answered by `deadline` (loop time), lets it pass."""
         limiter = self.limiter
         if limiter is None:
             return
         limits = [(f"ip:{client}", self.config.rate_limit_per_ip)]
         limits += [(f"tenant:{t}", self.config.rate_limit_per_tenant) for t in sorted(tenants)]
         try:
-            retry_after = await limiter.hit(limits)
-        except AdapterError as exc:
+            async with asyncio.timeout_at(deadline):
+                retry_after = await limiter.hit(limits)
+        except (AdapterError, TimeoutError) as exc:
             # Fail open: the append that follows needs the same store and answers 503 if it
-            # is really down; refusing here would make Meta retry deliveries we could store.
+            # is really down (within what is left of the deadline); refusing here would
+            # make Meta retry deliveries we could store.
             self.metrics.limiter_errors.inc()
-            log.warning("rate_limiter_unavailable", error=str(exc))
+            log.warning("rate_limiter_unavailable", error=str(exc) or type(exc).__name__)
             return
         if retry_after > 0:
             raise RateLimited(retry_after)
 
-    async def store(self, body: bytes, items: list[InboxItem], ctx: DeliveryContext) -> bool:
-        """True once the items are durable, False for a duplicate body; InboxUnavailable
-        if the inbox failed (then nothing was marked, so Meta's retry is stored)."""
+    @staticmethod
+    def raw_delivery(
+        body: bytes,
+        signature: str | None,
+        split: Split,
+        ctx: DeliveryContext,
+        verified: set[str],
+    ) -> RawDelivery:
+        """The body for the archive, appended with the items (the archiver moves it to the
+        archive store: docs/archive.md), filed under the items' tenants, else under the
+        signers (a body of numbers nobody owns is kept too)."""
+        owners = {(i.phone_number_id, i.waba_id, i.tenant_id) for i in split.items}
+        tenants = {owner[2] for owner in owners} or verified
+        return RawDelivery(
+            delivery_id=ctx.delivery_id,
+            received_at=ctx.received_at,
+            tenants=tuple(sorted(tenants)),
+            signed_by=tuple(sorted(verified)),
+            owners=tuple(sorted(owners, key=str)),
+            signature=signature,
+            body=body,
+        )
+
+    async def store(
+        self,
+        body: bytes,
+        items: list[InboxItem],
+        ctx: DeliveryContext,
+        raw: RawDelivery | None = None,
+        deadline: float | None = None,
+    ) -> bool:
+        """True once the items (and `raw`, in the same atomic step) are durable, False for
+        a duplicate body; InboxUnavailable if the inbox failed (then nothing was marked, so
+        Meta's retry is stored) or had not answered by `deadline` (loop time).
+
+        Past the deadline the request is answered 503 and the append it started may still
+        land: its delivery mark is written in the same atomic step as its items, so Meta's
+        retry is then answered `duplicate` (stored once), else stored. 200 is only ever
+        the answer of an append that finished.
+        """
         append_started = time.perf_counter()
+        if deadline is not None and asyncio.get_running_loop().time() >= deadline:
+            # The limiter used the whole budget (the store is hung): nothing sent to it.
+            log.error("inbox_append_timed_out", delivery_id=ctx.delivery_id, sent=False)
+            raise InboxUnavailable(_NO_ANSWER)
         # 128 bits of the body's SHA-256: collisions are out of reach, keys stay short.
         delivery_key = dedup.delivery_key(body)
         try:
-            stored = await self.batcher.append(delivery_key, items)
+            async with asyncio.timeout_at(deadline):
+                stored = await self.batcher.append(delivery_key, items, raw)
         except AdapterError as exc:
             log.error("inbox_append_failed", delivery_id=ctx.delivery_id, error=str(exc))
             raise InboxUnavailable from exc
+        except TimeoutError as exc:
+            log.error("inbox_append_timed_out", delivery_id=ctx.delivery_id)
+            raise InboxUnavailable(_NO_ANSWER) from exc
         self.metrics.append_duration.observe(time.perf_counter() - append_started)
         return stored
 

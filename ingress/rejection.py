@@ -113,7 +113,8 @@ class RateLimited(RequestRejected):
 
 
 class InboxUnavailable(RequestRejected):
-    """The inbox append failed; nothing was marked, so Meta's retry will be stored."""
+    """The inbox append failed (nothing was marked, so Meta's retry is stored) or did not
+    answer in time (if it lands after all, its mark answers the retry `duplicate`)."""
 
     status, code, default_message = 503, "inbox_unavailable", "try again later"
 

@@ -134,6 +134,10 @@ class UnsupportedData(_Frozen):
     field: str
     issues: list[ValidationIssue]
     raw: Any
+    # Set when the item was dead-lettered (docs/reliability.md): this event holds its
+    # place in the conversation's sequence under its own event_id, and the item itself is
+    # in the failed store and on the dead-letter exchange under this id.
+    dead_letter_id: str | None = None
 
 
 class UnknownFieldData(_Frozen):
@@ -185,6 +189,9 @@ class NormalizedEvent(_Frozen):
     referral: Referral | None = None
     context: ConversationContext | None = None
     late: bool = False
+    # Published again by a replay (`python -m cluster replay`): same event_id, the
+    # conversation's next sequence; the message also carries a `replayed` header.
+    replayed: bool = False
     data: EventData
 
     @property

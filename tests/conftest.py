@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.support.s3_server import S3Server, own_s3
+
 REDIS_URL = os.environ.get("WA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("WA_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -37,11 +39,13 @@ async def _delete_exchange(name: str) -> None:
         await channel.exchange_delete(name)
         await channel.exchange_delete(f"{name}.unrouted")
         await channel.queue_delete(f"{name}.unrouted")
+        await channel.exchange_delete(f"{name}.dead")
+        await channel.queue_delete(f"{name}.dead")
 
 
 @pytest.fixture
 def exchange_name() -> Iterator[str]:
-    """A fresh exchange name on the real RabbitMQ; it and its unrouted twin are deleted after."""
+    """A fresh exchange on the real RabbitMQ; it and its unrouted and dead twins deleted after."""
     name = f"watest.{uuid.uuid4().hex[:12]}"
     yield name
     asyncio.run(_delete_exchange(name))
@@ -64,3 +68,17 @@ def silent_port() -> Iterator[int]:
         sock.listen(16)
         port: int = sock.getsockname()[1]
         yield port
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The session's S3-compatible server (SeaweedFS, tests/support/s3_server.py), started
+    on first use and stopped by its pid at the end."""
+    with own_s3(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh bucket on the session's S3 server."""
+    return s3_server.create_bucket()

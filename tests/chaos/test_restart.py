@@ -17,7 +17,7 @@ from tests.support.app import signed
 from tests.support.bodies import envelope, messages_value, text_message
 from tests.support.service import free_port, start_service
 
-pytestmark = [pytest.mark.ray]
+pytestmark = [pytest.mark.ray, pytest.mark.chaos]
 
 
 def post(url: str, wamid: str) -> int:

@@ -47,6 +47,9 @@ def shard_config(partition: int = 0, **overrides: Any) -> ShardConfig:
     reorder window off unless given (a test driving `run_once` until it returns 0 would
     stop while messages are held: tests of the window set it, with a wall clock)."""
     overrides.setdefault("reorder_window_ms", 0.0)
+    # Failing items: retried at once (no backoff to wait out), dead after three attempts.
+    overrides.setdefault("retry_base_s", 0.0)
+    overrides.setdefault("max_attempts", 3)
     return dataclasses.replace(_wiring().shards[0], partition=partition, **overrides)
 
 

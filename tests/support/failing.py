@@ -7,12 +7,24 @@ No patching of the project's code: the app is built on these exactly as on a rea
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import datetime
 
 from adapters.errors import TransientError
-from adapters.ports import Delivery, Inbox, InboxDurability, InboxStats, StateWrite
+from adapters.ports import (
+    Archive,
+    ArchiveBacklog,
+    Delivery,
+    Inbox,
+    InboxDurability,
+    InboxStats,
+    PendingArchive,
+    StateWrite,
+)
+from models.archive import RawDelivery
 from models.conversation import ConversationRecord, MessageRecord
+from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
-from models.inbox import StoredItem
+from models.inbox import InboxItem, StoredItem
 
 
 class FailingInbox:
@@ -93,6 +105,56 @@ class FailingInbox:
         self._check()
         return await self.inner.find_conversations(tenant_id, wa_id=wa_id, user_id=user_id)
 
+    async def store_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Refused while down."""
+        self._check()
+        await self.inner.store_dead_letters(letters)
+
+    async def find_dead_letters(self, dead_letter_ids: Collection[str]) -> dict[str, DeadLetter]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.find_dead_letters(dead_letter_ids)
+
+    async def dead_letters(self, limit: int, after: str | None = None) -> list[DeadLetter]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.dead_letters(limit, after)
+
+    async def dead_letter(self, dead_letter_id: str) -> DeadLetter | None:
+        """Refused while down."""
+        self._check()
+        return await self.inner.dead_letter(dead_letter_id)
+
+    async def purge_dead_letters(self, dead_letter_ids: Sequence[str] | None) -> int:
+        """Refused while down."""
+        self._check()
+        return await self.inner.purge_dead_letters(dead_letter_ids)
+
+    async def dead_letter_count(self) -> int:
+        """Refused while down."""
+        self._check()
+        return await self.inner.dead_letter_count()
+
+    async def append_replayed(self, items: Sequence[InboxItem]) -> None:
+        """Refused while down."""
+        self._check()
+        await self.inner.append_replayed(items)
+
+    async def archive_pending(self, limit: int) -> list[PendingArchive]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.archive_pending(limit)
+
+    async def archive_done(self, entry_ids: Sequence[str]) -> None:
+        """Refused while down."""
+        self._check()
+        await self.inner.archive_done(entry_ids)
+
+    async def archive_backlog(self) -> ArchiveBacklog:
+        """Refused while down."""
+        self._check()
+        return await self.inner.archive_backlog()
+
     async def backlog(self, partition: int) -> int:
         """Refused while down."""
         self._check()
@@ -140,9 +202,56 @@ class FailingPublisher:
         """Always TransientError."""
         raise TransientError("broker unreachable (test outage)")
 
+    async def publish_dead(self, letters: Sequence[DeadLetter]) -> list[str]:
+        """Always TransientError."""
+        raise TransientError("broker unreachable (test outage)")
+
     async def ping(self) -> None:
         """Always TransientError."""
         raise TransientError("broker unreachable (test outage)")
 
     async def close(self) -> None:
         """Nothing to release."""
+
+
+class FailingArchive:
+    """The Archive port over a working one, failing every call while `down` (S3 down)."""
+
+    def __init__(self, inner: Archive, down: bool = True) -> None:
+        self.inner = inner
+        self.down = down
+        self.put_attempts = 0
+
+    def _check(self) -> None:
+        if self.down:
+            raise TransientError("archive store unreachable (test outage)")
+
+    async def put(self, delivery: RawDelivery) -> None:
+        """Refused while down (counted), else the inner archive's write."""
+        self.put_attempts += 1
+        self._check()
+        await self.inner.put(delivery)
+
+    async def get(self, delivery_id: str) -> RawDelivery | None:
+        """Refused while down."""
+        self._check()
+        return await self.inner.get(delivery_id)
+
+    async def delivery_ids(self, tenant_id: str, start: datetime, end: datetime) -> list[str]:
+        """Refused while down."""
+        self._check()
+        return await self.inner.delivery_ids(tenant_id, start, end)
+
+    async def sweep(self, before: datetime) -> int:
+        """Refused while down."""
+        self._check()
+        return await self.inner.sweep(before)
+
+    async def ping(self) -> None:
+        """TransientError while down."""
+        self._check()
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        """Closes the inner archive (down or not)."""
+        await self.inner.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from ingress import admin, rejection
+from ingress import admin, rejection, replay_admin
 from ingress.rejection import RequestRejected, error_response
 
 # (class, status, code, message when the raiser adds none)
@@ -30,6 +30,8 @@ TABLE: list[tuple[type[RequestRejected], int, str, str]] = [
     (rejection.InboxUnavailable, 503, "inbox_unavailable", "try again later"),
     (admin.InvalidLookup, 400, "invalid_lookup", "invalid look-up parameters"),
     (admin.ConversationNotFound, 404, "conversation_not_found", "no such conversation"),
+    (replay_admin.InvalidReplay, 400, "invalid_replay", "invalid replay request"),
+    (replay_admin.NothingToReplay, 404, "replay_not_found", "nothing to replay by that id"),
 ]
 
 

@@ -19,6 +19,7 @@ from adapters.errors import TransientError
 from adapters.outbox import OutboxPublisher, read_outbox
 from adapters.ports import Rejection
 from models.conversation import ConversationKind
+from models.dead_letter import DeadLetter
 from models.dedup import item_key
 from models.event import NormalizedEvent
 from tests.support.configs import shard_config, sqlite_inbox
@@ -42,6 +43,10 @@ class FlakyPublisher:
         if self.calls <= self.failures:
             raise TransientError("broker unavailable")
         return await self.inner.publish(events)
+
+    async def publish_dead(self, letters: Sequence[DeadLetter]) -> list[str]:
+        """The inner outbox's dead letters."""
+        return await self.inner.publish_dead(letters)
 
     async def ping(self) -> None:
         await self.inner.ping()
@@ -430,3 +435,31 @@ async def test_the_stream_check_fails_on_a_gap_a_missing_or_a_second_created(
         except AssertionError:
             continue
         raise AssertionError(f"check_streams passed {name}")
+
+
+async def test_a_replayed_item_is_published_again_after_what_was_published(
+    tmp_path: Path,
+) -> None:
+    """wamid.1, then wamid.2, then wamid.1 again as a replay (issue 11): the duplicate
+    suppression that drops a retry of wamid.1 lets the replay through, with the same
+    event_id, the conversation's next sequence and the `replayed` header; a plain retry of
+    wamid.1 after it is still dropped."""
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    shard = ConversationShard(shard_config(block_ms=10, max_item_age_s=None), inbox, outbox)
+    await store(inbox, [inbox_item(1), inbox_item(2)])
+    await drain(shard)
+    await store(inbox, [inbox_item(1).model_copy(update={"replayed": True})])
+    await store(inbox, [inbox_item(1)])
+    await drain(shard)
+    rows = [r for r in read_outbox(tmp_path / "outbox.db") if not is_state_event(r["event"])]
+    assert [(r["event"]["event_id"], r["event"]["sequence"]) for r in rows] == [
+        ("wamid.1", 2),
+        ("wamid.2", 3),
+        ("wamid.1", 4),
+    ]
+    assert [r["headers"].get("replayed") for r in rows] == [None, None, True]
+    assert [r["event"]["replayed"] for r in rows] == [False, False, True]
+    assert await inbox.backlog(0) == 0
+    await inbox.close()
+    await outbox.close()

@@ -14,6 +14,7 @@ from actors.shard_batches import BatchCutter, entry_bytes
 from actors.shard_metrics import ShardStats
 from adapters.outbox import OutboxPublisher, read_outbox
 from adapters.sqlite_inbox import SqliteInbox
+from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
 from models.inbox import InboxItem, StoredItem
 from tests.support.configs import shard_config, sqlite_inbox
@@ -120,6 +121,10 @@ class KillingPublisher:
             self.fatal.append(len(events))
             raise ProcessKilled
         return await self.inner.publish(events)
+
+    async def publish_dead(self, letters: Sequence[DeadLetter]) -> list[str]:
+        """The inner outbox's dead letters."""
+        return await self.inner.publish_dead(letters)
 
     async def ping(self) -> None:
         await self.inner.ping()

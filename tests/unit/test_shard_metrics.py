@@ -106,6 +106,7 @@ _PORT_CALLS = {
     "loop_failed",
     "backlog_measured",
     "items_failed",
+    "dead_lettered",
     "events_rejected",
     "stall_measured",
     "store_measured",

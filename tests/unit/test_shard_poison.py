@@ -24,7 +24,8 @@ from actors.shard import ConversationShard
 from actors.shard_actor import RayShardMetrics, ShardStatus
 from actors.shard_metrics import ShardStats
 from adapters.errors import TransientError
-from adapters.outbox import OutboxPublisher, read_outbox
+from adapters.outbox import OutboxPublisher, read_dead, read_outbox
+from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
 from models.inbox import InboxItem
 from tests.support.clock import FixedClock
@@ -44,27 +45,61 @@ def rows(path: Path) -> list[dict[str, Any]]:
     return item_events(events)
 
 
-@pytest.mark.parametrize("poison", POISON.values(), ids=POISON.keys())
-async def test_a_poison_item_is_published_as_unsupported_in_its_place(
-    tmp_path: Path, poison: str
+# Where each poison fails: decoding in normalize, the others when their event is encoded
+# (the publisher's check before anything is sent).
+FAILING_STEP = {
+    "too_deep_to_decode": "normalize",
+    "too_deep_to_serialize": "publish",
+    "lone_surrogate": "publish",
+    "integer_beyond_64_bits": "publish",
+}
+
+
+@pytest.mark.parametrize("name", POISON.keys())
+async def test_a_poison_item_is_dead_lettered_and_its_partition_moves_on(
+    tmp_path: Path, name: str
 ) -> None:
-    """The poison's batch commits at once: its event is `unsupported`, keeps its event id
-    and sequence, carries the raw item and the error; its neighbours are intact."""
+    """The poison is tried `max_attempts` times (3 in tests), then dead-lettered: stored
+    whole in the failed store with every attempt, sent to the dead-letter exchange, and a
+    placeholder with its own id takes its sequence; its neighbours are intact and the
+    batch commits."""
     inbox = sqlite_inbox(tmp_path / "inbox.db")
     outbox = OutboxPublisher(tmp_path / "outbox.db")
-    poisoned = flow_reply(2, poison)
+    poisoned = flow_reply(2, POISON[name])
     await store(inbox, [inbox_item(1), poisoned, inbox_item(3)])
     config = shard_config(block_ms=10, max_item_age_s=None)
-    shard = ConversationShard(config, inbox, outbox, ShardStats())
+    stats = ShardStats()
+    shard = ConversationShard(config, inbox, outbox, stats)
     # wamid.1 with c1's `conversation.created`, then the poison in a batch with wamid.3.
     assert await drain(shard) == [1 + 1, 2]
     first, middle, last = rows(tmp_path / "outbox.db")
     assert [e["sequence"] for e in (first, middle, last)] == [2, 3, 4]
-    assert (first["category"], last["category"]) == ("message", "message")
+    assert (first["event_id"], last["event_id"]) == ("wamid.1", "wamid.3")
     assert (first["late"], last["late"]) == (False, False)  # wamid.1, 2 and 3: one Meta time
-    assert (middle["category"], middle["event_id"]) == ("unsupported", "wamid.2")
-    assert middle["data"]["raw"] == poisoned.item
-    assert middle["data"]["issues"], "the error is carried in the event"
+    letters = await inbox.dead_letters(10)
+    assert len(letters) == 1
+    letter = letters[0]
+    assert (middle["category"], middle["event_id"]) == (
+        "unsupported",
+        f"dead:{letter.dead_letter_id}",
+    )
+    assert middle["data"]["dead_letter_id"] == letter.dead_letter_id
+    assert middle["data"]["raw"] is None, "the raw item is in the failed store, not the stream"
+    assert letter.item == poisoned, "the raw item exactly as stored"
+    assert (letter.event_id, letter.step, letter.category, letter.type) == (
+        "wamid.2",
+        FAILING_STEP[name],
+        "message",
+        "interactive",
+    )
+    assert [a.step for a in letter.attempts] == [FAILING_STEP[name]] * 3
+    assert all(a.error for a in letter.attempts)
+    dead = list(read_dead(tmp_path / "outbox.db"))
+    assert [(d["routing_key"], d["dead_letter_id"]) for d in dead] == [
+        ("acme.dead.message.interactive", letter.dead_letter_id)
+    ]
+    assert dead[0]["dead_letter"]["item"] == poisoned.model_dump(mode="json")
+    assert (stats.item_failures, stats.dead) == (3, 1)
     assert await inbox.backlog(0) == 0
     await inbox.close()
     await outbox.close()
@@ -81,6 +116,10 @@ class Outage:
         if self.down:
             raise TransientError("broker unreachable (test outage)")
         return await self.inner.publish(events)
+
+    async def publish_dead(self, letters: Sequence[DeadLetter]) -> list[str]:
+        """The inner outbox's dead letters."""
+        return await self.inner.publish_dead(letters)
 
     async def ping(self) -> None:
         await self.inner.ping()
