@@ -104,8 +104,9 @@ class _Recorder(threading.Thread):
     def run(self) -> None:
         procs: list[process_tree.Proc] = []
         while True:
+            last = self.done.is_set()  # read first: the last scan must start after finish()
             procs = process_tree.record(self.pidfile, os.getpid(), procs)
-            if self.done.is_set():
+            if last:
                 return
             if self.now.wait(0.5):
                 self.now.clear()
@@ -167,7 +168,7 @@ def supervise(command: Sequence[str], pidfile: Path, timeout_s: float) -> int:
     code, stop_at, forwarded = None, None, False
     while code is None:
         code = _reap(driver)
-        if requested and not forwarded:
+        if requested and not forwarded and code is None:  # a reaped pid may be reused
             log.info("shutdown_requested", signal=signal.Signals(requested[0]).name)
             os.kill(driver, signal.SIGTERM)  # the driver drains on it (cluster/runner.py)
             stop_at, forwarded = time.monotonic() + deadline.timeout_s, True

@@ -42,7 +42,7 @@ class ChaosProfile:
 
 PROFILES = {
     "short": ChaosProfile("short", 50, 2, 200, 3, 3, 3, 1, 0),
-    "long": ChaosProfile("long", 100, 3, 2000, 10, 15, 20, 3, 5),
+    "long": ChaosProfile("long", 200, 1, 2000, 10, 15, 20, 3, 5),
 }
 
 

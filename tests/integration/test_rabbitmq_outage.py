@@ -12,19 +12,25 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aio_pika
 import httpx
+import orjson
 import pytest
 import structlog
 
+from actors.shard import ConversationShard
+from actors.shard_metrics import ShardStats
+from adapters.consumer_queues import ConsumerQueue
 from adapters.errors import TransientError
+from adapters.rabbitmq import RabbitPublisher
 from cluster.settings import Settings
 from cluster.wiring import Wiring, ingress_deps
 from ingress.app import create_app
 from ingress.health import inbox_backlog, publisher_check
 from tests.support.app import ingress_client, signed
-from tests.support.bodies import two_customers_and_a_status
-from tests.support.configs import rabbit_publisher, sqlite_inbox
-from tests.support.events import event
+from tests.support.bodies import envelope, messages_value, text_message, two_customers_and_a_status
+from tests.support.configs import rabbit_publisher, shard_config, sqlite_inbox
+from tests.support.events import check_streams, event
 from tests.support.rabbitmq_server import RabbitNode, rabbitmq_node
 
 __all__ = ["rabbitmq_node"]  # the module's own broker node (a fixture)
@@ -108,3 +114,69 @@ async def test_the_service_wiring_reports_an_unreachable_broker_without_failing_
         "degraded: unreachable (TransientError): deliveries are stored and published when "
         "it is back; inbox backlog 0 entries"
     )
+
+
+async def test_shards_back_off_while_the_broker_is_down_and_drain_in_order_after(
+    rabbitmq_node: RabbitNode, tmp_path: Path
+) -> None:
+    """A shard's loop with the broker stopped: deliveries are acknowledged and wait in the
+    inbox (/readyz names them), the shard retries with backoff; start_app: the backlog
+    drains by itself into a provisioned consumer queue, each conversation in sequence."""
+    queue_name = "watest.outage.svc"
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    queues = [ConsumerQueue(queue_name, ("#",), 5)]
+    exchange = "watest.outage.drain"
+    ingress_publisher = RabbitPublisher(rabbitmq_node.url, exchange, 30.0, queues=queues)
+    shard_publisher = RabbitPublisher(rabbitmq_node.url, exchange, 30.0, queues=queues)
+    await ingress_publisher.ping()  # the topology, the consumer queue included
+    stats = ShardStats()
+    shard = ConversationShard(shard_config(partition=0, block_ms=10), inbox, shard_publisher, stats)
+    check = publisher_check(ingress_publisher.ping, inbox_backlog(inbox, 1))
+    loop = asyncio.create_task(shard.run())
+    senders = [f"1650555{n:04d}" for n in range(5)]
+    try:
+        async with ingress_client(
+            tmp_path, inbox=inbox, partitions=1, ready_checks={"publisher": check}
+        ) as (client, _):
+            rabbitmq_node.stop_app()
+            try:
+                for n, sender in enumerate(senders):
+                    message = text_message(f"wamid.drain.{n}", sender)
+                    raw, headers = signed(envelope(("messages", messages_value([message]))))
+                    answer = await client.post("/webhook", content=raw, headers=headers)
+                    assert answer.json()["status"] == "accepted"
+
+                async def retried() -> bool:
+                    return stats.publish_failures >= 2
+
+                await until(retried, _RECOVERY_BOUND_S)
+                detail = (await client.get("/readyz")).json()["checks"]["publisher"]
+            finally:
+                rabbitmq_node.start_app()
+            assert detail.endswith(f"inbox backlog {len(senders)} entries"), detail
+
+            async def drained() -> bool:
+                return await inbox.backlog(0) == 0
+
+            back = asyncio.get_running_loop().time()
+            await until(drained, 2 * _RECOVERY_BOUND_S)
+            took = asyncio.get_running_loop().time() - back
+            print(f"broker back: backlog drained {took:.1f}s after start_app returned")
+    finally:
+        shard.stop()
+        await loop
+        await asyncio.gather(ingress_publisher.close(), shard_publisher.close())
+    connection = await aio_pika.connect(rabbitmq_node.url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(queue_name, ensure=True)
+        events = []
+        while (delivered := await queue.get(fail=False)) is not None:
+            events.append(orjson.loads(delivered.body))
+            await delivered.ack()
+        await channel.queue_delete(queue_name)
+    # Each sender's conversation: its `conversation.created`, then its message (1, 2).
+    check_streams(events, {e["conversation_id"]: "customer" for e in events})
+    assert sorted(e["event_id"] for e in events if e["category"] == "message") == [
+        f"wamid.drain.{n}" for n in range(len(senders))
+    ]

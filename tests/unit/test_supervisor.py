@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cluster import process_tree
@@ -16,8 +18,12 @@ from cluster.supervisor import FORCED, Deadline
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def supervisor(tmp_path: Path, driver: str, timeout_s: float = 3.0) -> subprocess.Popen[str]:
-    """`supervise([python, -c, driver], ...)` in a subprocess; its stdout is the driver's."""
+@contextmanager
+def supervisor(
+    tmp_path: Path, driver: str, timeout_s: float = 3.0
+) -> Iterator[subprocess.Popen[str]]:
+    """`supervise([python, -c, driver], ...)` in a subprocess (its stdout is the driver's and
+    the supervisor's log), killed by its pid if still running at the end."""
     script = textwrap.dedent(
         f"""
         import sys
@@ -28,55 +34,65 @@ def supervisor(tmp_path: Path, driver: str, timeout_s: float = 3.0) -> subproces
                            {timeout_s}))
         """
     )
-    return subprocess.Popen(
+    run = subprocess.Popen(
         [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.wait(timeout=30)
+        assert run.stdout is not None
+        run.stdout.close()
+
+
+def driver_pid(run: subprocess.Popen[str]) -> int:
+    """The pid the driver script printed (`PID n`), skipping the supervisor's log lines."""
+    assert run.stdout is not None
+    for line in run.stdout:
+        if line.startswith("PID "):
+            return int(line.split()[1])
+    raise AssertionError("the driver printed no pid")
 
 
 def test_a_driver_that_ignores_sigterm_is_ended_at_the_deadline(tmp_path: Path) -> None:
     """The drain never ends: the supervisor SIGKILLs the driver within the timeout, exits
     FORCED, and the pid file is gone."""
-    run = supervisor(
-        tmp_path,
-        """
+    driver = """
         import os, signal, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print(os.getpid(), flush=True)
+        print("PID", os.getpid(), flush=True)
         time.sleep(600)
-        """,
-    )
-    assert run.stdout is not None
-    driver = int(run.stdout.readline())
-    started = process_tree.descendants(run.pid)
-    assert [pid for pid, _ in started] == [driver]
-    run.send_signal(signal.SIGTERM)
-    assert run.wait(timeout=3.0 + 3) == FORCED
-    assert not process_tree.alive(started[0])
-    assert not (tmp_path / "run.pid").exists()
+        """
+    with supervisor(tmp_path, driver) as run:
+        pid = driver_pid(run)
+        started = process_tree.descendants(run.pid)
+        assert [p for p, _ in started] == [pid]
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=3.0 + 3) == FORCED
+        assert not process_tree.alive(started[0])
+        assert not (tmp_path / "run.pid").exists()
 
 
 def test_the_drivers_exit_code_is_the_runs(tmp_path: Path) -> None:
     """A driver that fails on its own (a configuration error: 2) makes the run fail with it."""
-    run = supervisor(tmp_path, "import sys; sys.exit(2)")
-    assert run.wait(timeout=30) == 2
+    with supervisor(tmp_path, "import sys; sys.exit(2)") as run:
+        assert run.wait(timeout=30) == 2
 
 
 def test_an_orphan_of_the_driver_is_adopted_and_ended(tmp_path: Path) -> None:
     """A process the driver started in its own session (as Ray's workers and HAProxy are)
     outlives the driver: the subreaper adopts it, so it is still recorded and is ended."""
-    run = supervisor(
-        tmp_path,
-        """
+    driver = """
         import subprocess
         child = subprocess.Popen(["sleep", "600"], start_new_session=True)
-        print(child.pid, flush=True)
-        """,
-    )
-    assert run.stdout is not None
-    orphan = int(run.stdout.readline())
-    assert run.wait(timeout=30) == 0
-    assert process_tree.load(tmp_path / "run.pid") == []
-    assert not Path(f"/proc/{orphan}").exists()  # ended and reaped, not a zombie
+        print("PID", child.pid, flush=True)
+        """
+    with supervisor(tmp_path, driver) as run:
+        orphan = driver_pid(run)
+        assert run.wait(timeout=30) == 0
+        assert not Path(f"/proc/{orphan}").exists()  # ended and reaped, not a zombie
 
 
 def test_the_deadline_keeps_a_reserve_for_ending_the_tree() -> None:
