@@ -38,7 +38,8 @@ def _cell(result: ScenarioResult, name: str) -> str:
 def markdown(profile: ChaosProfile, results: list[ScenarioResult]) -> str:
     """The table, one row per scenario, with the load it ran under."""
     lines = [
-        f"Profile `{profile.name}`: {profile.rate:g} POST/s of {profile.batch} items, "
+        f"Profile `{profile.name}`: {profile.rate:g} POST/s of {profile.batch} "
+        f"item{'' if profile.batch == 1 else 's'}, "
         f"{profile.conversations} conversations, {profile.lead_s:g} s of load before each "
         f"fault and {profile.tail_s:g} s after it; outages of {profile.fault_s:g} s; "
         f"{profile.kill_rounds} kill round(s).",

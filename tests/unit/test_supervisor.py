@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from cluster import process_tree
 from cluster.supervisor import FORCED, Deadline
 
@@ -98,6 +100,7 @@ def test_an_orphan_of_the_driver_is_adopted_and_ended(tmp_path: Path) -> None:
 def test_the_deadline_keeps_a_reserve_for_ending_the_tree() -> None:
     """The drain gets the timeout less the reserve; ending fits in the reserve."""
     assert (Deadline(30).drain_s, Deadline(30).reserve_s) == (23, 7)
-    assert Deadline(30).split(100) == (5, 2)
+    assert sum(Deadline(30).split(100)) == pytest.approx(6.5)  # half a second for the scans
     assert Deadline(6).drain_s == 4
-    assert sum(Deadline(6).split(1.0)) == 1.0
+    assert sum(Deadline(6).split(1.0)) == pytest.approx(0.5)
+    assert sum(Deadline(6).split(0.0)) == pytest.approx(0.3)  # never less than a SIGKILL's landing
