@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 import structlog
 
@@ -25,7 +26,7 @@ from cluster import process_tree
 from cluster.backends import check_inbox_durability, check_publisher_topology
 from cluster.logging import configure_logging
 from cluster.settings import Settings, SettingsError
-from cluster.supervisor import RECORD_NOW, die_with_parent, supervise
+from cluster.supervisor import RECORD_NOW, die_with_parent
 from cluster.wiring import Wiring
 
 RAY_ENV = {
@@ -52,10 +53,23 @@ def clear_stale_run(pidfile: Path) -> None:
     pidfile.unlink(missing_ok=True)
 
 
-def run(settings: Settings) -> int:
-    """`python -m cluster run`: check the stores, clear a stale run, supervise the driver.
+def supervisor_args(pidfile: Path, settings: Settings) -> list[str]:
+    """The command line of `python -m cluster.supervisor`, up to the driver's command."""
+    return [
+        "--pidfile",
+        str(pidfile),
+        "--timeout",
+        str(settings.shutdown_timeout_s),
+        "--log-level",
+        settings.log_level,
+        "--",
+    ]
 
-    Returns the exit code (cluster/supervisor.py says which).
+
+def run(settings: Settings) -> NoReturn:
+    """`python -m cluster run`: check the stores, clear a stale run, become the supervisor.
+
+    Its exit code is the supervisor's (cluster/supervisor.py says which).
     """
     wiring = Wiring.from_settings(settings)
     # One Redis round trip before anything starts: refuses a store that can lose or evict
@@ -67,8 +81,16 @@ def run(settings: Settings) -> int:
     wiring.data_dir.mkdir(parents=True, exist_ok=True)
     pidfile = wiring.data_dir / "run.pid"
     clear_stale_run(pidfile)
-    command = [sys.executable, "-m", "cluster.runner", "--parent", str(os.getpid())]
-    return supervise(command, pidfile, settings.shutdown_timeout_s)
+    driver = [sys.executable, "-m", "cluster.runner", "--parent", str(os.getpid())]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The supervisor lives as long as the service: a fresh interpreter that imports only
+    # cluster/supervisor.py (measured ~29 MiB resident, the CLI with every command's
+    # imports ~114 MiB). Same pid, so it stays make's child or the container's PID 1.
+    os.execv(  # noqa: S606 -- this interpreter and our own module, argv without a shell
+        sys.executable,
+        [sys.executable, "-m", "cluster.supervisor", *supervisor_args(pidfile, settings), *driver],
+    )
 
 
 def _head_alive() -> bool:

@@ -19,9 +19,11 @@ It also makes the run safe as a container's PID 1 or a systemd unit's main proce
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -32,6 +34,7 @@ from types import FrameType
 import structlog
 
 from cluster import process_tree
+from cluster.logging import configure_logging
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -195,3 +198,22 @@ def supervise(command: Sequence[str], pidfile: Path, timeout_s: float) -> int:
     if forced or code is None:
         return FORCED  # the driver was ended by the deadline, whatever it would have said
     return code if code >= 0 else 1
+
+
+def main() -> int:
+    """`python -m cluster.supervisor --pidfile F --timeout S --log-level L -- DRIVER...`.
+
+    What `python -m cluster run` execs into once its checks pass (cluster/runner.py).
+    """
+    parser = argparse.ArgumentParser(prog="python -m cluster.supervisor", description=main.__doc__)
+    parser.add_argument("--pidfile", type=Path, required=True)
+    parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("driver", nargs="+", help="the driver's command line")
+    args = parser.parse_args()
+    configure_logging(args.log_level)
+    return supervise(args.driver, args.pidfile, args.timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
