@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Sequence
 
 import aio_pika
@@ -46,6 +47,12 @@ log = structlog.get_logger("rabbitmq")
 # message size 20000000 is larger than configured max size 16777216".
 _MAX_SIZE = re.compile(r"larger than configured max size (\d+)")
 
+LEARNED_LIMIT_TTL_S = 60.0
+"""How long a learned `max_message_size` is trusted. The broker does not announce it, and
+an operator may raise it to replay what it refused (docs/dead-letters.md): after this, the
+next too-large message is sent again and refused (one channel closed, its batch retried)
+or, the limit raised, accepted."""
+
 
 def amqp_message(wire: WireEvent) -> aio_pika.Message:
     """The persistent message an encoded event is sent as (its frames checked by the codec)."""
@@ -70,10 +77,12 @@ class RabbitPublisher:
         *,
         dead_queue: bool = True,
         queues: Sequence[ConsumerQueue] = (),
+        learned_limit_ttl_s: float = LEARNED_LIMIT_TTL_S,
     ) -> None:
         """`dead_queue`: declare the durable queue `<exchange>.dead` bound to the
         dead-letter exchange with `#`; `queues`: the consumer queues to provision
-        (module docstring), none by default."""
+        (module docstring), none by default; `learned_limit_ttl_s`: how long a
+        `max_message_size` the broker named is trusted (_learn_limit)."""
         self._url = url
         self._exchange_name = exchange
         self._timeout = confirm_timeout_s
@@ -85,9 +94,10 @@ class RabbitPublisher:
         self._lock = asyncio.Lock()
         self._dead_exchange_name = f"{exchange}.dead"
         self._dead_exchange: AbstractExchange | None = None  # declared by _ensure
-        # The largest body sent: the codec's, lowered to the broker's max_message_size
-        # once the broker has refused a message by its size (_learn_limit).
-        self._max_body = MAX_BODY_BYTES
+        # The broker's max_message_size once it has refused a message by its size, and
+        # when it was learned (_learn_limit); the codec's limit applies otherwise.
+        self._learned: tuple[int, float] | None = None
+        self._learned_ttl = learned_limit_ttl_s
 
     async def _ensure(self) -> AbstractExchange:
         if self._exchange is not None:
@@ -207,7 +217,7 @@ class RabbitPublisher:
     ) -> tuple[list[tuple[aio_pika.Message, str]], list[Rejection]]:
         """Every event as a message and its routing key, its frames marshalled as aiormq
         will send them, or the rejected ones (all before anything is sent)."""
-        encoded, rejected = encode_events(events, self._exchange_name, self._max_body)
+        encoded, rejected = encode_events(events, self._exchange_name, self._max_body())
         messages: list[tuple[aio_pika.Message, str]] = []
         for index, wire in enumerate(encoded if not rejected else ()):
             try:
@@ -225,17 +235,24 @@ class RabbitPublisher:
                 messages.append((message, wire.routing_key))
         return messages, rejected
 
+    def _max_body(self) -> int:
+        """The largest body sent: the codec's, or the broker's learned limit while fresh."""
+        learned = self._learned
+        if learned is not None and time.monotonic() - learned[1] < self._learned_ttl:
+            return min(learned[0], MAX_BODY_BYTES)
+        return MAX_BODY_BYTES
+
     def _learn_limit(self, exc: BaseException) -> None:
         """A channel closed because a message exceeded the broker's `max_message_size`
-        names the limit: keep it, so the retry rejects that event before sending
-        (adapters/ports.py) instead of the broker closing the channel again for ever."""
+        names the limit: keep it for `learned_limit_ttl_s`, so the retries reject that
+        event before sending (adapters/ports.py) instead of the broker closing the
+        channel again for ever, yet a limit the operator raised is seen a minute later."""
         if isinstance(exc, ChannelPreconditionFailed):
             found = _MAX_SIZE.search(str(exc))
             if found is not None:
                 limit = int(found.group(1))
-                if limit < self._max_body:
-                    log.warning("rabbitmq_max_message_size_learned", max_message_size=limit)
-                    self._max_body = limit
+                log.warning("rabbitmq_max_message_size_learned", max_message_size=limit)
+                self._learned = (limit, time.monotonic())
 
     async def publish_dead(self, letters: Sequence[DeadLetter]) -> list[str]:
         """Publish each dead letter to `<exchange>.dead` (persistent, confirmed), one at a
@@ -249,7 +266,7 @@ class RabbitPublisher:
             for omit_item in (False, True):
                 try:
                     wire = dead_letter_wire(
-                        letter, self._dead_exchange_name, self._max_body, omit_item=omit_item
+                        letter, self._dead_exchange_name, self._max_body(), omit_item=omit_item
                     )
                     message = amqp_message(wire)
                 except MemoryError:

@@ -70,7 +70,9 @@ async def test_an_event_the_broker_refuses_is_dead_lettered_and_its_successors_p
     exchange = f"watest.dead.{uuid.uuid4().hex[:8]}"
     connection = await aio_pika.connect_robust(rabbitmq_node.url)
     channel = await connection.channel()
-    publisher = RabbitPublisher(rabbitmq_node.url, exchange, 10.0)
+    # The learned limit is trusted for 2 s here (60 s by default), so the replay below,
+    # after the operator raised the broker's limit, is sent and accepted.
+    publisher = RabbitPublisher(rabbitmq_node.url, exchange, 10.0, learned_limit_ttl_s=2.0)
     await publisher.ping()  # declares the exchanges and `<exchange>.dead`
     events = await channel.declare_queue(exclusive=True)
     await events.bind(exchange, "#")
@@ -110,6 +112,28 @@ async def test_an_event_the_broker_refuses_is_dead_lettered_and_its_successors_p
     assert stored.dead_letter_id == letter["dead_letter_id"]
     assert stored.item == inbox_item(2, raw=big_text(2))
     assert stored.published
+    assert stats.dead == 1
+
+    # The operator raises the broker's limit and replays the dead letter: once the learned
+    # limit is stale the event is sent again, accepted, after the conversation's successor.
+    # A channel keeps the limit it was opened with: the publisher's connection is closed,
+    # as a broker restarted with the new rabbitmq.conf would close it.
+    rabbitmq_node.ctl("eval", "application:set_env(rabbit, max_message_size, 1048576).")
+    await publisher.close()
+    await asyncio.sleep(2.1)
+    await inbox.append_replayed([stored.item])
+    for _ in range(20):
+        with contextlib.suppress(TransientError):
+            await drain(shard)
+            break
+    (again,) = await bodies(events, 1)
+    replayed = orjson.loads(again.body)
+    assert (replayed["event_id"], replayed["sequence"], replayed["replayed"]) == (
+        "wamid.2",
+        5,
+        True,
+    )
+    assert replayed["data"]["body"] == "x" * (LIMIT + 1000)
     assert stats.dead == 1
     await inbox.close()
     await publisher.close()
