@@ -9,17 +9,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import ray
 import structlog
 from ray import serve
 
 from actors.archiver import Archiver, ArchiverStatus
+from actors.media_fetch import MediaFetcher
+from actors.media_pool import PipelineFactory, start_media_workers
 from actors.shard import ShardConfig
 from actors.shard_actor import ShardActor, ShardDepsFactory, ShardStatus, shard_actor_options
 
 _HEALTH_WAIT_S = 10.0
 log = structlog.get_logger("pool")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPoolSpec:
+    """The media task pool the shard pool starts (actors/media_pool.py) and the fetcher
+    each shard builds in its own process (actors/media_fetch.py)."""
+
+    workers: int
+    heavy_slots: int
+    light_slots: int
+    pipeline: PipelineFactory  # called in each worker
+    fetcher: Callable[[], MediaFetcher | None]  # called in each shard actor
 
 
 @serve.deployment(
@@ -38,14 +53,24 @@ class ShardPool:
         deps_factory: ShardDepsFactory,
         name_prefix: str = "wa",
         archiver_factory: Callable[[], Archiver] | None = None,
+        media: MediaPoolSpec | None = None,
     ) -> None:
         # The archiver (actors/archiver.py) is a loop on this replica's event loop, not an
         # actor of its own: it only waits on I/O, and a process more costs ~100 MB.
         self._archiver = archiver_factory() if archiver_factory is not None else None
         self._archiving: asyncio.Task[None] | None = None
+        # The media task pool first: the shards' fetches look its workers up by name.
+        self._media_workers = (
+            start_media_workers(
+                media.workers, media.pipeline, media.heavy_slots, media.light_slots, name_prefix
+            )
+            if media is not None and media.workers > 0
+            else []
+        )
+        fetcher = media.fetcher if media is not None else None
         self._shards = [
             ShardActor.options(**shard_actor_options(p, name_prefix)).remote(  # type: ignore[attr-defined]
-                config_for(p), deps_factory
+                config_for(p), deps_factory, fetcher
             )
             for p in range(partitions)
         ]
@@ -108,5 +133,5 @@ class ShardPool:
         try:
             await self.drain()
         finally:
-            for shard in self._shards:
-                ray.kill(shard, no_restart=True)
+            for actor in [*self._shards, *self._media_workers]:
+                ray.kill(actor, no_restart=True)

@@ -57,9 +57,11 @@ from actors.conversation import (
     state_event,
 )
 from actors.conversation_cache import ConversationCache
+from actors.media_fetch import MediaFetcher
 from actors.normalize import EventDraft, normalize
 from actors.reorder import ReorderBuffer
 from actors.shard_batches import BatchCutter, entry_bytes
+from actors.shard_media import MediaWaits
 from actors.shard_metrics import ShardMetrics, ShardStats
 from actors.shard_publish import FailureLog
 from actors.shard_retry import Failure, Park, RetryPolicy, attempt, dead_letter
@@ -264,7 +266,10 @@ class ConversationShard:
         metrics: ShardMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        media: MediaFetcher | None = None,
     ) -> None:
+        """`media`: fetches media messages' files before they are published
+        (actors/shard_media.py); None publishes them without (`data.file` null)."""
         self.config = config
         self._inbox = inbox
         self._publisher = publisher
@@ -295,6 +300,10 @@ class ConversationShard:
         self._attempts: dict[str, list[Attempt]] = {}  # failed attempts by entry id
         # Conversations whose item failed, with their entries, until their next try.
         self._park: Park[_Ready] = Park(lambda r: r.arrival, lambda r: r.stored.entry_id)
+        # Media fetches, and the conversations held until their file is ready.
+        self._media: MediaWaits[_Ready] = MediaWaits(
+            media, lambda r: r.arrival, lambda r: r.stored.entry_id
+        )
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from run() and report_backlog()."""
@@ -319,6 +328,7 @@ class ConversationShard:
             and not self._cutter.holding
             and not self._in_hand()
             and not len(self._park)
+            and not len(self._media)
         ):
             self._stall.idle()
 
@@ -424,7 +434,12 @@ class ConversationShard:
         for stored in batch.stored:
             self._attempts.pop(stored.entry_id, None)
         self._cutter.committed(batch.stored)
-        waiting = self._cutter.holding or self._in_hand() or bool(len(self._park))
+        waiting = (
+            self._cutter.holding
+            or self._in_hand()
+            or bool(len(self._park))
+            or bool(len(self._media))
+        )
         self._stall.advanced(still_pending=waiting)
         self._records.put(batch.state.conversations)
         events = batch.events or []
@@ -543,6 +558,9 @@ class ConversationShard:
                 for i, d in enumerate(batch.drafts)
                 if d.item.conversation_id == cid
             ]
+            # Its later entries held for their media go into the park behind it (one
+            # place per conversation: actors/shard_media.py).
+            entries += self._media.take(cid)
             self._park.park(cid, entries, now + self._retry.delay(tried))
         renumber = {old: new for new, old in enumerate(keep)}
         batch.dead = {renumber[i]: letter for i, letter in batch.dead.items() if i in renumber}
@@ -589,7 +607,7 @@ class ConversationShard:
         if not self._taken:
             self._taken = await self._next_entries()
         fresh = self._taken
-        drafts = [normalize(entry.item) for entry in fresh]
+        drafts = [self._media.start(e.entry_id, normalize(e.item)) for e in fresh]
         arrivals = [next(self._arrivals) for _ in fresh]
         passing: list[_Ready] = []
         if self.config.reorder_window_ms > 0 and fresh:
@@ -618,17 +636,21 @@ class ConversationShard:
         self._metrics.reorder_held(len(self._reorder))
 
     def _unpark(self) -> None:
-        """Parked conversations whose backoff is over go first to be batched, their
-        failed drafts normalized again (their entries are the conversation's earliest:
-        every later one was parked behind them)."""
-        if not len(self._park):
-            return
-        released = self._park.release(asyncio.get_running_loop().time())
+        """Parked conversations whose backoff is over, and held ones whose file is ready,
+        go first to be batched, failed drafts normalized again (their entries are the
+        conversation's earliest: every later one was parked or held behind them)."""
+        released: list[_Ready] = []
+        if len(self._park):
+            released = self._park.release(asyncio.get_running_loop().time())
+            for ready in released:
+                if ready.draft.parts.failure is not None:
+                    ready.draft = self._media.start(
+                        ready.stored.entry_id, normalize(ready.stored.item)
+                    )
+        if len(self._media):
+            released = sorted(released + self._media.release(), key=lambda r: r.arrival)
         if not released:
             return
-        for ready in released:
-            if ready.draft.parts.failure is not None:
-                ready.draft = normalize(ready.stored.item)
         self._ready = released + self._ready
         self._ready_bounded = False
 
@@ -643,7 +665,12 @@ class ConversationShard:
             return
         self._replayed = {e.entry_id for e in entries}
         self._ready = [
-            _Ready(entry, normalize(entry.item), next(self._arrivals)) for entry in entries
+            _Ready(
+                entry,
+                self._media.start(entry.entry_id, normalize(entry.item)),
+                next(self._arrivals),
+            )
+            for entry in entries
         ]
         self._replay_cut = len(self._ready)
         log.info(
@@ -658,9 +685,14 @@ class ConversationShard:
         if not self._ready:
             return [], False
         if self._replay_cut:
-            whole, self._replay_cut = self._ready[: self._replay_cut], 0
+            whole = self._ready[: self._replay_cut]
+            if any(self._media.pending(r.stored.entry_id) for r in whole):
+                return [], False  # goes whole, in its recorded order: waits for its files
+            self._replay_cut = 0
+            for ready in whole:
+                ready.draft = self._media.attach(ready.stored.entry_id, ready.draft)
             return whole, False  # still recorded: only its commit clears the record
-        if not self._park_behind():
+        if not self._park_behind() or not self._hold_for_media():
             return [], False
         if self._ready_bounded:
             return list(self._ready), self._reordered(self._ready)
@@ -676,18 +708,42 @@ class ConversationShard:
         return cut, self._reordered(cut)
 
     def _park_behind(self) -> bool:
-        """Park the ready entries of parked conversations behind their earlier ones;
-        whether any ready entry is left."""
-        if len(self._park):
+        """Park (or hold) the ready entries of parked (or held) conversations behind their
+        earlier ones; whether any ready entry is left."""
+        if len(self._park) or len(self._media):
             kept: list[_Ready] = []
             for ready in self._ready:
                 cid = ready.draft.item.conversation_id
                 if self._park.holds(cid):
                     self._park.behind(cid, ready)
+                elif self._media.holds(cid):
+                    self._media.behind(cid, ready)
                 else:
                     kept.append(ready)
             self._ready = kept
         return bool(self._ready)
+
+    def _hold_for_media(self) -> bool:
+        """Give ready media messages their fetched files; hold each conversation from its
+        first entry whose file is still being fetched, with every later entry of it, so
+        it stays in order while the others are batched; whether any ready entry is left."""
+        if not self._media.active:
+            return bool(self._ready)
+        kept: list[_Ready] = []
+        held: dict[str, list[_Ready]] = {}
+        for ready in self._ready:
+            cid = ready.draft.item.conversation_id
+            if cid in held:
+                held[cid].append(ready)
+            elif self._media.pending(ready.stored.entry_id):
+                held[cid] = [ready]
+            else:
+                ready.draft = self._media.attach(ready.stored.entry_id, ready.draft)
+                kept.append(ready)
+        for cid, entries in held.items():
+            self._media.hold(cid, entries)
+        self._ready = kept
+        return bool(kept)
 
     def _reordered(self, cut: list[_Ready]) -> bool:
         latest: dict[str, int] = {}
@@ -710,7 +766,7 @@ class ConversationShard:
         """How long the next read may wait: the configured block, shortened to when the
         next held entry is due; None when one is due now (no read: release it first).
         Never 0: a Redis XREADGROUP with BLOCK 0 waits for ever."""
-        if self._flushing:
+        if self._flushing or self._media.due():
             return None
         waits = []
         due = self._reorder.next_due()
@@ -743,6 +799,7 @@ class ConversationShard:
                 if not self._reorder.holds(s.entry_id)
                 and s.entry_id not in self._replayed
                 and s.entry_id not in self._park.ids
+                and s.entry_id not in self._media.ids
             ]
             # Held before anything else: an entry read and not held would be lost to this
             # process (each is handed over once per process) and later ones go first.

@@ -10,6 +10,7 @@ import ray
 from pydantic import BaseModel, ConfigDict
 from ray.util import metrics
 
+from actors.media_fetch import MediaFetcher
 from actors.shard import ConversationShard, ShardConfig
 from actors.shard_metrics import ShardStats
 from adapters.ports import Inbox, InboxStats, Publisher
@@ -257,10 +258,18 @@ class RayShardMetrics:
 class ShardActor:
     """Owns one partition. Zero CPUs: a long-lived actor must never sit pending."""
 
-    def __init__(self, config: ShardConfig, deps_factory: ShardDepsFactory) -> None:
+    def __init__(
+        self,
+        config: ShardConfig,
+        deps_factory: ShardDepsFactory,
+        media_factory: Callable[[], MediaFetcher | None] | None = None,
+    ) -> None:
         self._inbox, self._publisher = deps_factory()
         self._metrics = RayShardMetrics(config.partition)
-        self._shard = ConversationShard(config, self._inbox, self._publisher, self._metrics)
+        media = media_factory() if media_factory is not None else None
+        self._shard = ConversationShard(
+            config, self._inbox, self._publisher, self._metrics, media=media
+        )
         self._loop: asyncio.Task[None] | None = None
         self._backlog: asyncio.Task[None] | None = None
 

@@ -12,3 +12,59 @@ class TransientError(AdapterError):
 class BrokerMisconfigured(AdapterError):
     """Do not retry: the broker holds an exchange or queue declared with other arguments
     than this configuration's; fix one or the other and restart."""
+
+
+class GraphError(AdapterError):
+    """The Graph API answered an error that retrying now will not fix (adapters/graph.py):
+    Meta's `code`, `error_subcode`, `type` and `message`, and the HTTP status."""
+
+    def __init__(
+        self, status: int, code: int | None, subcode: int | None, kind: str | None, message: str
+    ) -> None:
+        super().__init__(f"graph {status} code={code} subcode={subcode}: {message}")
+        self.status = status
+        self.code = code
+        self.subcode = subcode
+        self.kind = kind
+        self.message = message
+
+
+class GraphThrottled(TransientError):
+    """Meta throttled the call (codes 4, 80007, 130429, 131056, ...): retry after
+    `retry_after_s` (from `estimated_time_to_regain_access`, else a backoff)."""
+
+    def __init__(self, code: int, retry_after_s: float, message: str) -> None:
+        super().__init__(f"graph throttled code={code}, retry in {retry_after_s:.0f}s: {message}")
+        self.code = code
+        self.retry_after_s = retry_after_s
+
+
+class MediaError(AdapterError):
+    """A media file could not be had or was refused; `reason` is one of models/media.py's
+    REASONS, `detail` a human word on it."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class MediaRejected(MediaError):
+    """The file's own fault (REJECT_REASONS): never retried, quarantined if it was fetched."""
+
+
+class MediaUnavailable(MediaError):
+    """The file could not be had (FAIL_REASONS): `retryable` tries again within the
+    budget (a 5xx, an expired URL), else it is published as failed at once (not found,
+    token revoked)."""
+
+    def __init__(self, reason: str, detail: str = "", *, retryable: bool = True) -> None:
+        super().__init__(reason, detail)
+        self.retryable = retryable
+
+
+class UrlExpired(MediaUnavailable):
+    """The download URL answered 401/403/404: resolve the media id again, then retry."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("download_failed", detail, retryable=True)

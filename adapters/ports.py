@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from pathlib import Path
+from typing import Literal, Protocol
 
+from models.account import AccountSnapshot
+from models.account_change import AccountChange
 from models.archive import RawDelivery
 from models.conversation import ConversationRecord, MessageRecord
 from models.dead_letter import DeadLetter
@@ -359,4 +362,260 @@ class Archive(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """`GET /{media-id}`: where to download a media file now, and what Meta says it is."""
+
+    media_id: str
+    url: str  # short-lived (~5 minutes): resolve right before downloading
+    mime_type: str | None
+    sha256: str | None  # hex
+    file_size: int | None
+
+
+class MediaSource(Protocol):
+    """The Graph API's media side, with the tenant's token (adapters/graph.py)."""
+
+    async def media_info(self, tenant_id: str, media_id: str) -> MediaInfo:
+        """Resolve the id. Raises MediaUnavailable (not_found, unauthorized, no_token:
+        not retryable; lookup_failed: retryable), GraphThrottled, TransientError."""
+        ...
+
+    async def download(self, tenant_id: str, info: MediaInfo, dest: Path, max_bytes: int) -> int:
+        """Stream the file to `dest` (created, never read into memory whole); the bytes
+        written. Only from an allowed host, no redirect elsewhere, never a private or
+        loopback address that is not allowed explicitly: MediaRejected(host_not_allowed);
+        more than `max_bytes`: MediaRejected(too_large), the download cut short. 401, 403
+        or 404: UrlExpired (resolve again). 5xx and network errors: TransientError."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An object in the media store, as `head` sees it."""
+
+    key: str
+    size: int
+    content_type: str
+    metadata: Mapping[str, str]  # the store's user metadata (sha256s, source, ...)
+
+
+class MediaStore(Protocol):
+    """Where media files go (S3/MinIO by boto3, or a folder under WA_DATA_DIR).
+
+    Keys are models/media.py's logical keys; the store files stored objects under `media/`
+    and quarantined ones under `quarantine/`, which `url` never signs. Writes are
+    idempotent (same key, same bytes). Every failure of the store is a TransientError.
+    """
+
+    async def put(
+        self,
+        key: str,
+        path: Path,
+        content_type: str,
+        metadata: Mapping[str, str],
+        *,
+        quarantine: bool = False,
+    ) -> None:
+        """Store the file at `path` under `key` (streamed, not read whole)."""
+        ...
+
+    async def head(self, key: str) -> StoredObject | None:
+        """The stored (not quarantined) object under `key`, or None."""
+        ...
+
+    def url(self, key: str, ttl_s: float) -> tuple[str, datetime]:
+        """A URL that serves the stored object until the returned expiry (S3: presigned;
+        the folder: signed for the service's own `GET /media/...`). Local computation."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise TransientError unless the store answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServedFile:
+    """A stored (never a quarantined) media file the service itself serves."""
+
+    path: Path
+    content_type: str
+    size: int
+
+
+UrlCheck = Literal["ok", "expired", "invalid"]
+"""A signed media URL's verdict: `invalid` (bad or missing signature, or a key of another
+shape) whether or not it has expired too, so an expiry tells nothing about a forgery."""
+
+
+class MediaFiles(Protocol):
+    """The serving side of the folder media store, for the ingress's `GET /media/{key}`
+    (adapters/media_local.py signs the URLs its `url` hands out; this checks them)."""
+
+    def check(self, key: str, expires: str | None, signature: str | None) -> UrlCheck:
+        """The verdict on a URL's key, `expires` (unix seconds) and `signature` query
+        parameters, as sent. Local computation, constant time in the signature."""
+        ...
+
+    async def open(self, key: str) -> ServedFile | None:
+        """The stored file under `key`, or None (absent, quarantined, or not a key).
+        TransientError when the folder cannot be read."""
+        ...
+
+
+class Scanner(Protocol):
+    """A malware scanner (clamd's INSTREAM, adapters/clamd.py)."""
+
+    async def scan(self, path: Path) -> str | None:
+        """None when clean, else the signature found. TransientError when the scanner
+        cannot answer (down, timed out, over its stream limit)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise TransientError unless the scanner answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class AccountStore(Protocol):
+    """Each tenant's business-account snapshot (models/account.py), and its analytics
+    counters (models/tenant_stats.py), in the inbox's store: Redis keys under the inbox's
+    prefix, tables in the embedded database (adapters/redis_accounts.py, sqlite_accounts.py).
+
+    `put` replaces a snapshot whole (a refresh); `apply` is a read-modify-write that is
+    atomic against every other `apply` and `put` of the tenant, so concurrent webhooks and a
+    refresh never lose each other's fields (the later write wins per field, never per record).
+    Every failure of the store is a TransientError.
+    """
+
+    async def get(self, tenant_id: str) -> AccountSnapshot | None:
+        """The tenant's snapshot (None: never refreshed nor updated)."""
+        ...
+
+    async def get_many(self, tenant_ids: Collection[str]) -> dict[str, AccountSnapshot]:
+        """The snapshots of these tenants that exist, in one round trip."""
+        ...
+
+    async def put(self, snapshot: AccountSnapshot) -> None:
+        """Store the snapshot, replacing the tenant's."""
+        ...
+
+    async def apply(self, changes: Sequence[AccountChange]) -> None:
+        """Apply the changes in order (models/account.py `apply_change`), each tenant's
+        snapshot read and written back atomically."""
+        ...
+
+    async def add_counts(self, counts: Mapping[str, Mapping[str, int]]) -> None:
+        """Add to the tenants' counters (tenant -> counter -> increment), one round trip."""
+        ...
+
+    async def counts(self, tenant_id: str) -> dict[str, int]:
+        """The tenant's counters ({} when none)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise TransientError unless the store answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class PhoneNumberFacts(Protocol):
+    """What `GET /{phone-number-id}` says (adapters/graph_account.py PhoneNumberInfo)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def display_phone_number(self) -> str | None: ...
+    @property
+    def verified_name(self) -> str | None: ...
+    @property
+    def name_status(self) -> str | None: ...
+    @property
+    def code_verification_status(self) -> str | None: ...
+    @property
+    def quality_rating(self) -> str | None: ...
+    @property
+    def platform_type(self) -> str | None: ...
+    @property
+    def throughput_level(self) -> str | None: ...
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def messaging_limit(self) -> str | None: ...
+
+
+class WabaFacts(Protocol):
+    """What `GET /{waba-id}` says (adapters/graph_account.py WabaInfo)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def timezone_id(self) -> str | None: ...
+    @property
+    def message_template_namespace(self) -> str | None: ...
+    @property
+    def account_review_status(self) -> str | None: ...
+    @property
+    def business_verification_status(self) -> str | None: ...
+    @property
+    def country(self) -> str | None: ...
+    @property
+    def ownership_type(self) -> str | None: ...
+
+
+class TemplateFacts(Protocol):
+    """One entry of `GET /{waba-id}/message_templates` (adapters/graph_account.py)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def language(self) -> str | None: ...
+    @property
+    def status(self) -> str | None: ...
+    @property
+    def category(self) -> str | None: ...
+    @property
+    def quality_score(self) -> str | None: ...
+
+
+class AccountSource(Protocol):
+    """The Graph API's business-account side, with the tenant's token (adapters/graph.py's
+    GraphClient implements it). Raises GraphError (no_token, a refused token, an object
+    that is not the tenant's), GraphThrottled, TransientError."""
+
+    async def phone_number(self, tenant_id: str, phone_number_id: str) -> PhoneNumberFacts:
+        """The number's name, quality and limits."""
+        ...
+
+    async def waba(self, tenant_id: str, waba_id: str) -> WabaFacts:
+        """The business account's details."""
+        ...
+
+    async def templates(
+        self, tenant_id: str, waba_id: str, page_size: int = 100
+    ) -> Sequence[TemplateFacts]:
+        """Every template of the WABA, all pages of `page_size`."""
         ...

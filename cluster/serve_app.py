@@ -8,6 +8,7 @@ from typing import Any
 from ray.serve import Application
 
 from actors.pool import ShardPool
+from cluster.media_wiring import pool_spec
 from cluster.settings import Settings
 from cluster.wiring import Wiring, archiver, ingress_deps, shard_config, shard_deps
 from ingress.deployment import WebhookIngress
@@ -23,6 +24,7 @@ def build_application(wiring: Wiring, ingress_replicas: int = 1) -> Application:
         functools.partial(shard_config, wiring),
         functools.partial(shard_deps, wiring),
         archiver_factory=functools.partial(archiver, wiring),
+        media=pool_spec(wiring.media, wiring.tenants, wiring.log_level, wiring.secret_values()),
     )
     app: Application = WebhookIngress.options(  # type: ignore[attr-defined]
         num_replicas=ingress_replicas

@@ -134,6 +134,38 @@ class Settings(BaseSettings):
     # (each up to WA_MAX_BODY_BYTES) in its memory at once.
     archive_batch: int = 16
     archive_poll_ms: float = 500.0  # the archiver's wait when nothing is pending
+    # Media (issue 12, docs/media.md): each media message's file is fetched through the
+    # Graph API, checked, sanitized and stored (S3 under WA_S3_BUCKET, else WA_DATA_DIR)
+    # before its event is published; its conversation waits at most WA_MEDIA_WAIT_S.
+    media_enabled: bool = True
+    media_types: str = "image,video,audio,document,sticker"  # message types fetched
+    media_wait_s: float = 30.0
+    media_retry_base_ms: float = 500.0
+    media_retry_max_delay_s: float = 5.0
+    media_workers: int = 1  # media pool actors (none while no tenant has an access token)
+    media_heavy_slots: int = 2  # video and documents at once, per worker
+    media_light_slots: int = 8  # images, audio and stickers at once, per worker
+    media_url_ttl_s: int = 3600  # presigned / signed URL lifetime, 1 s .. 7 days
+    media_url_secret: SecretStr | None = None  # the folder store's URL key (16+ chars)
+    public_url: str | None = None  # the service as consumers reach it (folder store URLs)
+    s3_public_url: str | None = None  # S3 endpoint for presigned URLs (default: endpoint)
+    media_allowed_hosts: str = "*.fbsbx.com,*.fbcdn.net"
+    media_max_bytes_image: int = 5 * 1024 * 1024
+    media_max_bytes_video: int = 16 * 1024 * 1024
+    media_max_bytes_audio: int = 16 * 1024 * 1024
+    media_max_bytes_document: int = 100 * 1024 * 1024
+    media_max_bytes_sticker: int = 100 * 1024
+    media_max_bytes_sticker_animated: int = 500 * 1024
+    media_max_pixels: int = 40_000_000
+    media_recompress_over_bytes: int = 2 * 1024 * 1024  # 0: never re-encode to shrink
+    media_download_timeout_s: float = 300.0
+    clamd_url: str | None = None  # tcp://host:3310 or unix:///run/clamav/clamd.ctl
+    clamd_timeout_s: float = 60.0
+    graph_api_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v23.0"
+    graph_connect_timeout_s: float = 5.0
+    graph_read_timeout_s: float = 30.0
+    graph_max_retries: int = 3
 
     def allowlist_on(self) -> bool:
         """Whether the source-IP allowlist is enforced (default: production only)."""
@@ -206,6 +238,38 @@ class Settings(BaseSettings):
         self.consumer_queues()
         self._check_conversations()
         self._check_archive()
+        self._check_media()
+
+    def media_type_set(self) -> tuple[str, ...]:
+        """WA_MEDIA_TYPES, parsed and checked."""
+        known = ("image", "video", "audio", "document", "sticker")
+        types = tuple(t.strip() for t in self.media_types.split(",") if t.strip())
+        unknown = [t for t in types if t not in known]
+        if unknown:
+            raise SettingsError(f"WA_MEDIA_TYPES: unknown {unknown}; use {','.join(known)}")
+        return types
+
+    def media_hosts(self) -> tuple[str, ...]:
+        """WA_MEDIA_ALLOWED_HOSTS, parsed."""
+        return tuple(h.strip() for h in self.media_allowed_hosts.split(",") if h.strip())
+
+    def _check_media(self) -> None:
+        self.media_type_set()
+        if self.media_wait_s <= 0 or self.media_retry_base_ms <= 0:
+            raise SettingsError("WA_MEDIA_WAIT_S and WA_MEDIA_RETRY_BASE_MS must be > 0")
+        if self.media_workers < 0 or self.media_heavy_slots < 1 or self.media_light_slots < 1:
+            raise SettingsError(
+                "WA_MEDIA_WORKERS must be >= 0, WA_MEDIA_HEAVY_SLOTS and _LIGHT_SLOTS >= 1"
+            )
+        if not 1 <= self.media_url_ttl_s <= 7 * 24 * 3600:
+            raise SettingsError("WA_MEDIA_URL_TTL_S must be between 1 and 604800 (7 days)")
+        secret = self.media_url_secret
+        if secret is not None and len(secret.get_secret_value()) < 16:
+            raise SettingsError("WA_MEDIA_URL_SECRET must be 16+ characters")
+        if not self.media_hosts():
+            raise SettingsError("WA_MEDIA_ALLOWED_HOSTS must name at least one host")
+        if self.media_max_pixels < 1 or self.media_max_pixels > 89_000_000:
+            raise SettingsError("WA_MEDIA_MAX_PIXELS must be between 1 and 89000000")
 
     def _check_archive(self) -> None:
         if self.archive_retention_s < 1 or self.archive_stall_after_s <= 0:

@@ -40,6 +40,7 @@ from cluster.backends import (
     inbox_durability_check,
 )
 from cluster.logging import configure_logging
+from cluster.media_wiring import MediaConfig, media_files
 from cluster.settings import Settings
 from ingress.archive_health import archive_backlog_check
 from ingress.client_ip import SourcePolicy
@@ -62,16 +63,18 @@ class Wiring:
     shards: tuple[ShardConfig, ...]  # one per partition, index = partition
     archive: ArchiveConfig
     archiver: ArchiverConfig
+    media: MediaConfig
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Wiring:
         """Check the settings and derive every narrow config (data_dir made absolute)."""
         settings.check()
         data_dir = settings.data_dir.resolve()
+        tenants = tuple(settings.tenants())
         return cls(
             log_level=settings.log_level,
             data_dir=data_dir,
-            tenants=tuple(settings.tenants()),
+            tenants=tenants,
             inbox=_inbox(settings, data_dir),
             publisher=_publisher(settings, data_dir),
             rate_limiter=_rate_limiter(settings),
@@ -79,6 +82,7 @@ class Wiring:
             shards=tuple(_shard(settings, p) for p in range(settings.shards)),
             archive=_archive(settings, data_dir),
             archiver=_archiver(settings),
+            media=MediaConfig.from_settings(settings, data_dir, tenants),
         )
 
     @property
@@ -97,6 +101,7 @@ class Wiring:
             values.append(self.ingress.admin_token.get_secret_value())
         if isinstance(self.archive, S3ArchiveConfig) and self.archive.secret_access_key:
             values.append(self.archive.secret_access_key.get_secret_value())
+        values += self.media.secret_values()
         return values
 
     def describe(self) -> dict[str, str]:
@@ -111,6 +116,7 @@ class Wiring:
             "archive": f"s3:{self.archive.bucket}"
             if isinstance(self.archive, S3ArchiveConfig)
             else f"folder:{self.archive.root / 'archive'}",
+            "media": self.media.describe(),
         }
 
 
@@ -271,6 +277,7 @@ def ingress_deps(wiring: Wiring, pool: Any = None) -> IngressDeps:
         closers=[publisher.close],
         rate_limiter=build_rate_limiter(wiring.rate_limiter),
         archive=build_archive(wiring.archive),
+        media_files=media_files(wiring.media),
     )
 
 

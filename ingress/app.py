@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from ingress.account_admin import account_routes
 from ingress.admin import admin_router
 from ingress.batcher import AppendBatcher
 from ingress.config import IngressConfig, IngressDeps, ReadyCheck
 from ingress.error_handlers import install_error_handlers
 from ingress.handshake import handshake_routes
 from ingress.health import health_router
+from ingress.media import media_router
 from ingress.metrics import IngressMetrics
 from ingress.receiver import WebhookReceiver, add_webhook_routes
 from ingress.rejection import RequestRejected, error_response
@@ -56,6 +58,9 @@ def create_app(deps: IngressDeps) -> FastAPI:
         if deps.archive is not None:  # POST /admin/replay (ingress/replay_admin.py)
             replayer = Replayer(deps.archive, deps.inbox, directory, config.partitions)
             replay_routes(admin, replayer)
+        if deps.accounts is not None:  # GET /admin/tenants/{id}/... (ingress/account_admin.py)
+            account_routes(admin, deps.accounts, directory)
         app.include_router(admin)
     app.include_router(health_router(metrics, deps))
+    app.include_router(media_router(deps.media_files))  # GET /media/{key} (ingress/media.py)
     return app

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
-from adapters.ports import Archive, Inbox, RateLimiter
+from adapters.ports import AccountStore, Archive, Inbox, MediaFiles, RateLimiter
 from ingress.client_ip import SourcePolicy
 from models.tenant import TenantDirectory
 
@@ -55,6 +55,12 @@ class IngressDeps:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # The raw-delivery archive, for POST /admin/replay (None: no replay route).
     archive: Archive | None = None
+    # The folder media store's serving side, for GET /media/{key} (None: media goes to
+    # S3, whose presigned URLs name the store itself, and every /media path is a 404).
+    media_files: MediaFiles | None = None
+    # Business accounts, templates and per-tenant counters, for GET /admin/tenants/{id}/
+    # account|templates|stats (ingress/account_admin.py; None: no such routes).
+    accounts: AccountStore | None = None
 
     async def close(self) -> None:
         """Release every connection the dependencies hold."""
@@ -63,4 +69,6 @@ class IngressDeps:
             closers.append(self.archive.close)
         if self.rate_limiter is not None:
             closers.append(self.rate_limiter.close)
+        if self.accounts is not None:
+            closers.append(self.accounts.close)
         await asyncio.gather(*(close() for close in closers), return_exceptions=True)

@@ -4,7 +4,8 @@ Every error body is `{"error": {"message", "type", "code", "error_subcode", "fbt
 (plus `error_data`/`is_transient` where Meta sends them). Usage is reported in
 `X-Business-Use-Case-Usage`: a JSON object keyed by business id, each a list of
 `{type, call_count, total_cputime, total_time, estimated_time_to_regain_access}` with the
-counts in percent of the allowance and the wait in minutes.
+counts in percent of the allowance and the wait in minutes. Platform rate limits (the app's
+own allowance) come in `X-App-Usage`: `{call_count, total_cputime, total_time}`, percent.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ MISSING_TOKEN = GraphError(
 INVALID_TOKEN = GraphError(
     401, 190, "OAuthException", "Invalid OAuth access token - Cannot parse access token"
 )
+# A token that was valid and has been revoked (the user logged out, the system user's token
+# was regenerated): still code 190, with the "session invalidated" subcode.
+SESSION_INVALIDATED = GraphError(
+    401,
+    190,
+    "OAuthException",
+    "Error validating access token: The session has been invalidated because the user "
+    "changed their password or Facebook has changed the session for security reasons.",
+    subcode=460,
+)
 NO_SUCH_OBJECT = GraphError(
     400,
     100,
@@ -55,6 +66,27 @@ THROUGHPUT_LIMIT = GraphError(
 SERVICE_UNAVAILABLE = GraphError(
     503, 2, "OAuthException", "(#2) Service temporarily unavailable", transient=True
 )
+PAIR_RATE_LIMIT = GraphError(
+    429,
+    131056,
+    "OAuthException",
+    "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+    transient=True,
+)
+INTERNAL_ERROR = GraphError(
+    500, 1, "OAuthException", "An unknown error has occurred.", transient=True
+)
+
+
+def nonexisting_field(field: str, node_type: str) -> GraphError:
+    """What Meta answers to `?fields=` naming a field the node type does not have."""
+    return GraphError(
+        400,
+        100,
+        "OAuthException",
+        f"(#100) Tried accessing nonexisting field ({field}) on node type ({node_type})",
+    )
+
 
 BY_CODE: dict[int, GraphError] = {
     e.code: e
@@ -65,6 +97,7 @@ BY_CODE: dict[int, GraphError] = {
         APP_RATE_LIMIT,
         WABA_RATE_LIMIT,
         THROUGHPUT_LIMIT,
+        PAIR_RATE_LIMIT,
         SERVICE_UNAVAILABLE,
     )
 }
@@ -103,3 +136,11 @@ def usage_header(business_id: str, used: int, limit: int, regain_minutes: int) -
         "estimated_time_to_regain_access": regain_minutes,
     }
     return orjson.dumps({business_id: [entry]}).decode()
+
+
+def app_usage_header(used: int, limit: int) -> str:
+    """The `X-App-Usage` value for `used` of `limit` calls in the window (percent)."""
+    pct = 0 if limit <= 0 else min(100, round(100 * used / limit))
+    return orjson.dumps(
+        {"call_count": pct, "total_cputime": max(1, pct // 4), "total_time": max(1, pct // 3)}
+    ).decode()

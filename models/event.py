@@ -35,9 +35,13 @@ class Business(_Frozen):
 class Customer(_Frozen):
     """The customer side of the conversation, as far as Meta told us.
 
-    `phone_e164` (e.g. "+16505551234"), `country_code` (the calling code, e.g. 1) and
-    `region` (ISO 3166-1 alpha-2, e.g. "US") are derived from `wa_id` offline; for a
-    username-only customer `region` is the country Meta reported in the profile, if any.
+    `phone_e164` (e.g. "+16505551234"), `country_code` (the calling code, e.g. 1),
+    `region` (ISO 3166-1 alpha-2, e.g. "US"), `time_zones` (IANA names the number's
+    prefix lies in, e.g. ["America/Los_Angeles"]; several for a prefix spanning zones) and
+    `line_type` (the carrier type of the number's range: "mobile", "fixed_line",
+    "fixed_line_or_mobile", "voip", "toll_free", ...) are derived from `wa_id` offline by
+    phonenumbers' metadata; for a username-only customer `region` is the country Meta
+    reported in the profile, if any.
     """
 
     wa_id: str | None = None
@@ -47,6 +51,8 @@ class Customer(_Frozen):
     phone_e164: str | None = None
     country_code: int | None = None
     region: str | None = None
+    time_zones: tuple[str, ...] | None = None
+    line_type: str | None = None
 
 
 class ReferredProduct(_Frozen):

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.media import MediaFile
+
 
 class _Closed(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -49,6 +51,10 @@ class MediaData(_Closed):
     url: str | None = None
     voice: bool = False
     animated: bool = False
+    # The file itself (issue 12, docs/media.md): fetched, checked and stored by the media
+    # pool before the event is published; None where media is not fetched (an edit's
+    # previous content, a pipeline without media).
+    file: MediaFile | None = None
 
 
 class LocationData(_Closed):
