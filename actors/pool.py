@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 import structlog
 from ray import serve
 
+from actors.account_hook import AccountHook
+from actors.account_refresher import AccountRefresher, RefresherStatus
 from actors.archiver import Archiver, ArchiverStatus
 from actors.media_fetch import MediaFetcher
 from actors.media_pool import PipelineFactory, start_media_workers
@@ -54,11 +57,16 @@ class ShardPool:
         name_prefix: str = "wa",
         archiver_factory: Callable[[], Archiver] | None = None,
         media: MediaPoolSpec | None = None,
+        refresher_factory: Callable[[], AccountRefresher] | None = None,
+        hook_factory: Callable[[], AccountHook] | None = None,
     ) -> None:
         # The archiver (actors/archiver.py) is a loop on this replica's event loop, not an
         # actor of its own: it only waits on I/O, and a process more costs ~100 MB.
         self._archiver = archiver_factory() if archiver_factory is not None else None
         self._archiving: asyncio.Task[None] | None = None
+        # The account refresher (actors/account_refresher.py): a loop here too, as cheap.
+        self._refresher = refresher_factory() if refresher_factory is not None else None
+        self._refreshing: asyncio.Task[None] | None = None
         # The media task pool first: the shards' fetches look its workers up by name.
         self._media_workers = (
             start_media_workers(
@@ -70,7 +78,7 @@ class ShardPool:
         fetcher = media.fetcher if media is not None else None
         self._shards = [
             ShardActor.options(**shard_actor_options(p, name_prefix)).remote(  # type: ignore[attr-defined]
-                config_for(p), deps_factory, fetcher
+                config_for(p), deps_factory, fetcher, hook_factory
             )
             for p in range(partitions)
         ]
@@ -84,6 +92,7 @@ class ShardPool:
         the pool, whose shutdown drains and ends every healthy shard too.
         """
         self._ensure_archiving()
+        self._ensure_refreshing()
         pending = [shard.ensure_running.remote() for shard in self._shards]
         try:
             await asyncio.wait_for(asyncio.gather(*pending), timeout=_HEALTH_WAIT_S)
@@ -92,12 +101,19 @@ class ShardPool:
 
     def _ensure_archiving(self) -> None:
         """(Re)start the archiver's loop; a loop that died is logged with its error."""
-        task = self._archiving
-        if self._archiver is None or (task is not None and not task.done()):
-            return
-        if task is not None and not task.cancelled() and task.exception() is not None:
-            log.error("archiver_died", error=repr(task.exception()))
-        self._archiving = asyncio.create_task(self._archiver.run())
+        if self._archiver is not None:
+            self._archiving = _running(self._archiving, self._archiver.run, "archiver_died")
+
+    def _ensure_refreshing(self) -> None:
+        """(Re)start the account refresher's loop; a loop that died is logged."""
+        if self._refresher is not None:
+            self._refreshing = _running(
+                self._refreshing, self._refresher.run, "account_refresher_died"
+            )
+
+    async def account_status(self) -> RefresherStatus | None:
+        """The account refresher's counters (None: this pool hosts none)."""
+        return self._refresher.status() if self._refresher is not None else None
 
     async def archive_status(self) -> ArchiverStatus | None:
         """The archiver's counters (None: this pool hosts none)."""
@@ -115,11 +131,21 @@ class ShardPool:
         archiver after the write in hand (at the same time)."""
         archiver, self._archiver = self._archiver, None  # not restarted by a health check
         stopping = self._stop_archiver(archiver) if archiver is not None else asyncio.sleep(0)
+        refresher, self._refresher = self._refresher, None
+        refreshed = self._stop_refresher(refresher) if refresher is not None else asyncio.sleep(0)
         statuses: list[ShardStatus]
-        statuses, _ = await asyncio.gather(
-            asyncio.gather(*(shard.drain.remote() for shard in self._shards)), stopping
+        statuses, _, _ = await asyncio.gather(
+            asyncio.gather(*(shard.drain.remote() for shard in self._shards)), stopping, refreshed
         )
         return statuses
+
+    async def _stop_refresher(self, refresher: AccountRefresher) -> None:
+        refresher.stop()
+        if self._refreshing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._refreshing, timeout=_HEALTH_WAIT_S)
+        with contextlib.suppress(Exception):
+            await refresher.close()
 
     async def _stop_archiver(self, archiver: Archiver) -> None:
         archiver.stop()
@@ -135,3 +161,14 @@ class ShardPool:
         finally:
             for actor in [*self._shards, *self._media_workers]:
                 ray.kill(actor, no_restart=True)
+
+
+def _running(
+    task: asyncio.Task[None] | None, run: Callable[[], Coroutine[Any, Any, None]], died: str
+) -> asyncio.Task[None]:
+    """The loop's task, started again if it ended (its error logged as `died`)."""
+    if task is not None and not task.done():
+        return task
+    if task is not None and not task.cancelled() and task.exception() is not None:
+        log.error(died, error=repr(task.exception()))
+    return asyncio.create_task(run())

@@ -42,7 +42,7 @@ import contextlib
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -267,10 +267,14 @@ class ConversationShard:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         media: MediaFetcher | None = None,
+        on_commit: Callable[[Sequence[NormalizedEvent]], None] | None = None,
     ) -> None:
         """`media`: fetches media messages' files before they are published
-        (actors/shard_media.py); None publishes them without (`data.file` null)."""
+        (actors/shard_media.py); None publishes them without (`data.file` null).
+        `on_commit`: told each committed batch's published events (the account hook:
+        webhook-driven account changes, per-tenant counts); it must not raise."""
         self.config = config
+        self._on_commit = on_commit
         self._inbox = inbox
         self._publisher = publisher
         self._metrics: ShardMetrics = GuardedMetrics(
@@ -443,6 +447,8 @@ class ConversationShard:
         self._stall.advanced(still_pending=waiting)
         self._records.put(batch.state.conversations)
         events = batch.events or []
+        if self._on_commit is not None and events:
+            self._on_commit(events)
         if batch.numbered is not None:
             self._report(batch.numbered)
         self._metrics.batch_committed(len(events), clock() - batch.started, batch.publish_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import ray
 from pydantic import BaseModel, ConfigDict
 from ray.util import metrics
 
+from actors.account_hook import AccountHook
 from actors.media_fetch import MediaFetcher
 from actors.shard import ConversationShard, ShardConfig
 from actors.shard_metrics import ShardStats
@@ -263,13 +265,22 @@ class ShardActor:
         config: ShardConfig,
         deps_factory: ShardDepsFactory,
         media_factory: Callable[[], MediaFetcher | None] | None = None,
+        hook_factory: Callable[[], AccountHook] | None = None,
     ) -> None:
         self._inbox, self._publisher = deps_factory()
         self._metrics = RayShardMetrics(config.partition)
         media = media_factory() if media_factory is not None else None
+        # Account changes from webhooks and per-tenant counts, after each commit.
+        self._hook = hook_factory() if hook_factory is not None else None
         self._shard = ConversationShard(
-            config, self._inbox, self._publisher, self._metrics, media=media
+            config,
+            self._inbox,
+            self._publisher,
+            self._metrics,
+            media=media,
+            on_commit=self._hook.committed if self._hook is not None else None,
         )
+        self._hooking: asyncio.Task[None] | None = None
         self._loop: asyncio.Task[None] | None = None
         self._backlog: asyncio.Task[None] | None = None
 
@@ -280,6 +291,8 @@ class ShardActor:
             self._loop = asyncio.create_task(self._shard.run())
         if self._backlog is None or self._backlog.done():
             self._backlog = asyncio.create_task(self._shard.report_backlog())
+        if self._hook is not None and (self._hooking is None or self._hooking.done()):
+            self._hooking = asyncio.create_task(self._hook.run())
         return await self.status()
 
     async def status(self) -> ShardStatus:
@@ -315,6 +328,12 @@ class ShardActor:
             except TimeoutError:
                 self._loop.cancel()
         status = await self.status()
+        if self._hook is not None:
+            self._hook.stop()  # its last flush: the counts and changes of the last batches
+            if self._hooking is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._hooking, timeout=5.0)
+            await asyncio.gather(self._hook.store.close(), return_exceptions=True)
         await asyncio.gather(self._inbox.close(), self._publisher.close(), return_exceptions=True)
         return status
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -15,6 +17,9 @@ from cluster.logging import configure_logging
 from cluster.replay import add_commands as add_replay_commands
 from cluster.replay import replay_command
 from cluster.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from cluster.send_test import MediaSend
 
 
 def _events_tail(settings: Settings, follow: bool, limit: int) -> int:
@@ -32,6 +37,27 @@ def _events_tail(settings: Settings, follow: bool, limit: int) -> int:
         time.sleep(0.5)
 
 
+MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+
+
+def _media_send(args: argparse.Namespace) -> MediaSend | None:
+    """send-test's --media options, None without --media."""
+    from cluster.send_test import SAMPLE_PHONE_NUMBER_ID, MediaSend
+
+    if args.media is None:
+        return None
+    return MediaSend(
+        file=Path(args.media),
+        kind=args.type,
+        mime_type=args.mime,
+        graph_url=args.graph_url,
+        token=args.token,
+        phone_number_id=args.phone_number_id or SAMPLE_PHONE_NUMBER_ID,
+        caption=args.caption,
+        voice=args.voice,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(prog="python -m cluster", description=__doc__)
@@ -45,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     send = sub.add_parser("send-test", help="POST a signed sample webhook to the service")
     send.add_argument("--url", default=None, help="default: http://WA_HOST:WA_PORT/webhook")
     send.add_argument("--file", default=None, help="a webhook body to sign and send")
+    send.add_argument("--media", default=None, help="upload this file, send a message of it")
+    send.add_argument("--type", default=None, choices=MEDIA_TYPES, help="default: from MIME")
+    send.add_argument("--mime", default=None, help="default: guessed from the file name")
+    send.add_argument("--graph-url", default=None, help="default: WA_GRAPH_API_URL")
+    send.add_argument("--token", default=None, help="default: WA_ACCESS_TOKEN")
+    send.add_argument("--phone-number-id", default=None, help="default: the sample's")
+    send.add_argument("--caption", default=None, help="image, video and document only")
+    send.add_argument("--voice", action="store_true", help="audio: a voice note")
     schema = sub.add_parser("schema", help="the published event JSON Schema")
     schema.add_argument("action", choices=["export", "check"], help="write it, or verify it")
     allow = sub.add_parser("allowlist", help="build the source-IP allowlist file")
@@ -78,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             return replay_command(settings, args)
         from cluster.send_test import send_test
 
-        return send_test(settings, args.url, args.file)
+        return send_test(settings, args.url, args.file, _media_send(args))
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

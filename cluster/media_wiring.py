@@ -174,6 +174,21 @@ def _own_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
+def graph_client(graph: GraphConfig, tenants: tuple[Tenant, ...]) -> GraphClient:
+    """A Graph API client with the tenants' tokens (one per process that calls it)."""
+    tokens = {t.id: t.access_token.get_secret_value() for t in tenants if t.access_token}
+    return GraphClient(
+        tokens.get,
+        base_url=graph.base_url,
+        api_version=graph.api_version,
+        allowed_hosts=graph.allowed_hosts,
+        connect_timeout_s=graph.connect_timeout_s,
+        read_timeout_s=graph.read_timeout_s,
+        download_timeout_s=graph.download_timeout_s,
+        max_retries=graph.max_retries,
+    )
+
+
 def build_media_store(config: MediaConfig) -> MediaStore:
     """The media store (the folder one may create its URL secret file: start-up only)."""
     store = config.store
@@ -207,18 +222,7 @@ def build_pipeline(
 ) -> MediaPipeline:
     """A media worker's pipeline and its clients (called inside the worker)."""
     configure_logging(log_level, secrets)
-    tokens = {t.id: t.access_token.get_secret_value() for t in tenants if t.access_token}
-    graph = config.graph
-    source = GraphClient(
-        tokens.get,
-        base_url=graph.base_url,
-        api_version=graph.api_version,
-        allowed_hosts=graph.allowed_hosts,
-        connect_timeout_s=graph.connect_timeout_s,
-        read_timeout_s=graph.read_timeout_s,
-        download_timeout_s=graph.download_timeout_s,
-        max_retries=graph.max_retries,
-    )
+    source = graph_client(config.graph, tenants)
     scanner = (
         ClamdScanner(config.clamd_url, scan_timeout_s=config.clamd_timeout_s)
         if config.clamd_url

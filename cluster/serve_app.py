@@ -8,6 +8,7 @@ from typing import Any
 from ray.serve import Application
 
 from actors.pool import ShardPool
+from cluster.account_wiring import account_hook, account_refresher
 from cluster.media_wiring import pool_spec
 from cluster.settings import Settings
 from cluster.wiring import Wiring, archiver, ingress_deps, shard_config, shard_deps
@@ -25,6 +26,16 @@ def build_application(wiring: Wiring, ingress_replicas: int = 1) -> Application:
         functools.partial(shard_deps, wiring),
         archiver_factory=functools.partial(archiver, wiring),
         media=pool_spec(wiring.media, wiring.tenants, wiring.log_level, wiring.secret_values()),
+        refresher_factory=functools.partial(
+            account_refresher,
+            wiring.accounts,
+            wiring.inbox,
+            wiring.media.graph,
+            wiring.tenants,
+            wiring.log_level,
+            wiring.secret_values(),
+        ),
+        hook_factory=functools.partial(account_hook, wiring.accounts, wiring.inbox),
     )
     app: Application = WebhookIngress.options(  # type: ignore[attr-defined]
         num_replicas=ingress_replicas

@@ -166,6 +166,13 @@ class Settings(BaseSettings):
     graph_connect_timeout_s: float = 5.0
     graph_read_timeout_s: float = 30.0
     graph_max_retries: int = 3
+    # Business accounts and templates (issue 12 point 6, docs/accounts.md): refreshed from
+    # the Graph API for tenants with a token, kept current between refreshes by webhooks.
+    account_refresh_s: float = 3600.0
+    account_refresh_max_backoff_s: float = 900.0
+    account_refresh_concurrency: int = 4
+    account_template_page_size: int = 100
+    account_hook_flush_s: float = 1.0
 
     def allowlist_on(self) -> bool:
         """Whether the source-IP allowlist is enforced (default: production only)."""
@@ -270,6 +277,14 @@ class Settings(BaseSettings):
             raise SettingsError("WA_MEDIA_ALLOWED_HOSTS must name at least one host")
         if self.media_max_pixels < 1 or self.media_max_pixels > 89_000_000:
             raise SettingsError("WA_MEDIA_MAX_PIXELS must be between 1 and 89000000")
+        if self.account_refresh_s < 60 or self.account_refresh_concurrency < 1:
+            raise SettingsError(
+                "WA_ACCOUNT_REFRESH_S must be >= 60, WA_ACCOUNT_REFRESH_CONCURRENCY >= 1"
+            )
+        if not 1 <= self.account_template_page_size <= 1000 or self.account_hook_flush_s <= 0:
+            raise SettingsError(
+                "WA_ACCOUNT_TEMPLATE_PAGE_SIZE must be 1..1000, WA_ACCOUNT_HOOK_FLUSH_S > 0"
+            )
 
     def _check_archive(self) -> None:
         if self.archive_retention_s < 1 or self.archive_stall_after_s <= 0:

@@ -20,6 +20,7 @@ from actors.archiver import Archiver, ArchiverConfig
 from actors.archiver_metrics import RayArchiverMetrics
 from actors.shard import ShardConfig
 from adapters.ports import Inbox, Publisher
+from cluster.account_wiring import AccountConfig, build_account_store
 from cluster.backends import (
     ArchiveConfig,
     InboxConfig,
@@ -42,6 +43,7 @@ from cluster.backends import (
 from cluster.logging import configure_logging
 from cluster.media_wiring import MediaConfig, media_files
 from cluster.settings import Settings
+from ingress.account_health import account_check
 from ingress.archive_health import archive_backlog_check
 from ingress.client_ip import SourcePolicy
 from ingress.config import IngressConfig, IngressDeps, ReadyCheck
@@ -64,6 +66,7 @@ class Wiring:
     archive: ArchiveConfig
     archiver: ArchiverConfig
     media: MediaConfig
+    accounts: AccountConfig
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Wiring:
@@ -83,6 +86,7 @@ class Wiring:
             archive=_archive(settings, data_dir),
             archiver=_archiver(settings),
             media=MediaConfig.from_settings(settings, data_dir, tenants),
+            accounts=AccountConfig.from_settings(settings),
         )
 
     @property
@@ -269,15 +273,19 @@ def ingress_deps(wiring: Wiring, pool: Any = None) -> IngressDeps:
     if durable is not None:  # the start-up check, repeated: Redis can be reconfigured live
         ready_checks["inbox_durability"] = durable
     ready_checks["archive"] = archive_backlog_check(inbox, wiring.archiver.stall_after_s)
+    directory = TenantDirectory(wiring.tenants)
+    accounts = build_account_store(wiring.inbox)
+    ready_checks["accounts"] = account_check(accounts, directory)
     return IngressDeps(
         config=wiring.ingress,
-        directory=TenantDirectory(wiring.tenants),
+        directory=directory,
         inbox=inbox,
         ready_checks=ready_checks,
         closers=[publisher.close],
         rate_limiter=build_rate_limiter(wiring.rate_limiter),
         archive=build_archive(wiring.archive),
         media_files=media_files(wiring.media),
+        accounts=accounts,
     )
 
 

@@ -5,9 +5,32 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from loadtest.run_command import add_run_arguments, main_run
-from loadtest.tenants import generate_tenants, write_tenants_file
+from loadtest.tenants import (
+    DEV_APP_SECRET,
+    BusinessNumber,
+    SimTenant,
+    generate_tenants,
+    write_tenants_file,
+)
+
+# The ids of `python -m cluster send-test`'s sample webhook (Meta's documentation examples),
+# which the service's default tenant owns (it owns every number no other tenant claims).
+SAMPLE_PHONE_NUMBER_ID = "106540352242922"
+SAMPLE_DISPLAY_NUMBER = "15550783881"
+SAMPLE_WABA_ID = "102290129340398"
+
+
+def _one_tenant(args: argparse.Namespace) -> SimTenant:
+    """The tenant `--token` (with `--tenant-id`, `--phone-number-id`, `--waba-id`) defines."""
+    number = BusinessNumber(
+        args.phone_number_id or SAMPLE_PHONE_NUMBER_ID,
+        SAMPLE_DISPLAY_NUMBER,
+        args.waba_id or SAMPLE_WABA_ID,
+    )
+    return SimTenant(args.tenant_id or "default", DEV_APP_SECRET, (number,), args.token)
 
 
 def _graph_sim(args: argparse.Namespace) -> int:
@@ -16,21 +39,34 @@ def _graph_sim(args: argparse.Namespace) -> int:
     from loadtest.graph_sim import GraphSim, GraphSimConfig, create_graph_app
     from loadtest.tenants import load_tenants_file
 
-    tenants = (
-        load_tenants_file(args.tenants_file)
-        if args.tenants_file
-        else generate_tenants(args.tenants, seed=args.seed)
-    )
+    if args.token:
+        tenants = [_one_tenant(args)]
+    elif args.tenants_file:
+        tenants = load_tenants_file(args.tenants_file)
+    else:
+        tenants = generate_tenants(args.tenants, seed=args.seed)
+    url = f"http://{args.host}:{args.port}"
+    media_base = args.media_base_url
+    if media_base is not None and not media_base.endswith("/"):
+        media_base += "/"
+    media_host = urlsplit(media_base or url).hostname
+    print(f"Graph API simulator on {url} (media download links on {media_base or url + '/'})")
     for tenant in tenants:
         print(
             f"tenant {tenant.id}: token {tenant.access_token} "
-            f"numbers {[n.phone_number_id for n in tenant.numbers]} wabas {tenant.waba_ids}"
+            f"numbers {[n.phone_number_id for n in tenant.numbers]} wabas {list(tenant.waba_ids)}"
         )
+    print(
+        f"service: WA_GRAPH_API_URL={url} WA_MEDIA_ALLOWED_HOSTS={media_host} "
+        f"WA_ACCESS_TOKEN={tenants[0].access_token} (or the tenants' file's access_token)",
+        flush=True,
+    )
     config = GraphSimConfig(
         tenants,
         url_ttl_s=args.url_ttl,
         calls_per_window=args.calls_per_window,
         window_s=args.window,
+        media_base_url=media_base,
     )
     uvicorn.run(
         create_graph_app(GraphSim(config)), host=args.host, port=args.port, log_level="warning"
@@ -53,6 +89,21 @@ def main(argv: list[str] | None = None) -> int:
     graph.add_argument("--url-ttl", type=float, default=300.0, help="media link lifetime (s)")
     graph.add_argument("--calls-per-window", type=int, default=0, help="0: unlimited")
     graph.add_argument("--window", type=float, default=60.0)
+    one = graph.add_argument_group(
+        "one tenant", "define the only tenant exactly (instead of --tenants/--tenants-file)"
+    )
+    one.add_argument("--token", default=None, help="its Graph token (the WA_ACCESS_TOKEN)")
+    one.add_argument("--tenant-id", default=None, help="default: default (WA_TENANT_ID's)")
+    one.add_argument(
+        "--phone-number-id", default=None, help=f"default: {SAMPLE_PHONE_NUMBER_ID} (send-test's)"
+    )
+    one.add_argument("--waba-id", default=None, help=f"default: {SAMPLE_WABA_ID}")
+    graph.add_argument(
+        "--media-base-url",
+        default=None,
+        help="where download links point (Meta: https://lookaside.fbsbx.com/); "
+        "default: the simulator's own URL",
+    )
 
     tfile = sub.add_parser("tenants-file", help="write a WA_TENANTS_FILE of generated tenants")
     tfile.add_argument("--tenants", type=int, default=4)
@@ -64,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
 
     add_bench_arguments(bench)
     args = parser.parse_args(argv)
+    one_tenant = ("tenant_id", "phone_number_id", "waba_id")
+    if args.command == "graph-sim" and args.token is None and any(map(vars(args).get, one_tenant)):
+        parser.error("--tenant-id, --phone-number-id and --waba-id need --token")
     if args.command == "run":
         return main_run(args)
     if args.command == "graph-sim":

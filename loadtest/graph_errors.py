@@ -78,6 +78,60 @@ INTERNAL_ERROR = GraphError(
 )
 
 
+# A POST to an id that is not a node the token may post to (the media upload's number).
+NO_SUCH_POST_OBJECT = GraphError(
+    400,
+    100,
+    "GraphMethodException",
+    "Unsupported post request. Object with ID does not exist, cannot be loaded due to "
+    "missing permissions, or does not support this operation.",
+    subcode=33,
+)
+
+# The MIME types the media upload takes (Meta's "Supported media types"), without params.
+UPLOAD_TYPES = (
+    "audio/aac",
+    "audio/amr",
+    "audio/mpeg",
+    "audio/mp4",
+    "audio/ogg",
+    "text/plain",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/pdf",
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "video/3gpp",
+    "video/mp4",
+)
+
+
+def missing_parameter(name: str) -> GraphError:
+    """What Meta answers to a call without one of its required parameters."""
+    return GraphError(400, 100, "OAuthException", f"(#100) The parameter {name} is required")
+
+
+def invalid_parameter(name: str, allowed: tuple[str, ...], got: str) -> GraphError:
+    """What Meta answers to a parameter outside its enumeration (messaging_product)."""
+    choices = ", ".join(allowed)
+    message = f'(#100) Param {name} must be one of {{{choices}}} - got "{got}".'
+    return GraphError(400, 100, "OAuthException", message)
+
+
+def unsupported_upload_type(mime_type: str) -> GraphError:
+    """What Meta answers to an upload whose type is not a supported media type."""
+    message = (
+        "(#100) Param file must be a file with one of the following types: "
+        f"{', '.join(UPLOAD_TYPES)}. Received file of type '{mime_type}'."
+    )
+    return GraphError(400, 100, "OAuthException", message)
+
+
 def nonexisting_field(field: str, node_type: str) -> GraphError:
     """What Meta answers to `?fields=` naming a field the node type does not have."""
     return GraphError(

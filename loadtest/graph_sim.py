@@ -10,6 +10,12 @@ Endpoints, as Meta documents them (any `v<major>.<minor>` version is accepted):
 - `GET /{version}/{waba-id}` → the WhatsApp Business Account's name, review and
   verification status, currency, time zone, template namespace.
 - `GET /{version}/{waba-id}/message_templates` → `{data: [...], paging: {cursors}}`.
+- `POST /{version}/{phone-number-id}/media` (multipart: `file` with its content type,
+  `type`, `messaging_product=whatsapp`) → `{"id": "<media-id>"}`: the upload, owned by the
+  number's tenant, which the media lookup and its link then serve with the real sha256
+  and size. `type` may be left out when the file part names its type (`-F
+  'file=@photo.jpg;type=image/jpeg'`, as Meta's example does); a missing parameter or an
+  unsupported type is Meta's code 100, another tenant's number code 100 subcode 33.
 
 Objects answer Meta's default fields, or those named by `?fields=` (an unknown one is
 Meta's code 100 "nonexisting field"). Every call needs `Authorization: Bearer <token>` (or
@@ -42,6 +48,8 @@ from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from loadtest.graph_errors import (
     APP_RATE_LIMIT,
@@ -50,13 +58,18 @@ from loadtest.graph_errors import (
     INVALID_TOKEN,
     MISSING_TOKEN,
     NO_SUCH_OBJECT,
+    NO_SUCH_POST_OBJECT,
     SERVICE_UNAVAILABLE,
     SESSION_INVALIDATED,
+    UPLOAD_TYPES,
     WABA_RATE_LIMIT,
     GraphError,
     app_usage_header,
     error_response,
+    invalid_parameter,
+    missing_parameter,
     nonexisting_field,
+    unsupported_upload_type,
     usage_header,
 )
 from loadtest.payloads import MEDIA_TYPES
@@ -180,6 +193,13 @@ class GraphSim:
         )
         self.media[media_id] = media
         return media
+
+    def new_media_id(self) -> str:
+        """A fresh 16-digit media id (Meta's are numeric) that no object holds yet."""
+        while True:
+            media_id = str(10**15 + secrets.randbelow(9 * 10**15))
+            if media_id not in self.media and media_id not in self.phone_numbers:
+                return media_id
 
     def revoke(self, tenant_id: str) -> None:
         """The tenant's token stops working (code 190, session invalidated)."""
@@ -365,6 +385,26 @@ def _select(
     return {name: record[name] for name in [*chosen, "id"] if name in record}
 
 
+async def _upload_fields(form: FormData) -> tuple[bytes, str] | GraphError:
+    """The upload's bytes and MIME type (the `type` field, else the file part's), or the
+    error Meta answers for the first parameter that is missing or wrong."""
+    product = form.get("messaging_product")
+    if not isinstance(product, str) or not product:
+        return missing_parameter("messaging_product")
+    if product.lower() != "whatsapp":
+        return invalid_parameter("messaging_product", ("WHATSAPP",), product)
+    part = form.get("file")
+    if not isinstance(part, UploadFile):
+        return missing_parameter("file")
+    declared = form.get("type")
+    mime_type = declared if isinstance(declared, str) and declared else part.content_type
+    if not mime_type:
+        return missing_parameter("type")
+    if mime_type.split(";")[0].strip().lower() not in UPLOAD_TYPES:
+        return unsupported_upload_type(mime_type)
+    return await part.read(), mime_type
+
+
 class GraphRoutes:
     """The simulated Graph API's endpoints, one method per route, over a GraphSim."""
 
@@ -376,6 +416,7 @@ class GraphRoutes:
         app.get("/whatsapp_business/attachments/")(self.download)
         app.get("/whatsapp_business/cdn/")(self.cdn_download)
         app.get("/{version}/{object_id}/message_templates")(self.templates)
+        app.post("/{version}/{object_id}/media")(self.upload)
         app.get("/{version}/{object_id}")(self.graph_object)
 
     def _usage_headers(
@@ -445,6 +486,28 @@ class GraphRoutes:
         if media is None or not self.sim.link_valid(mid, ext, hash):
             return error_response(EXPIRED_URL)
         return _media_body(media, {})
+
+    async def upload(self, request: Request, version: str, object_id: str) -> Response:
+        """Meta's media upload on a number of the caller's tenant; the bytes are registered
+        with `add_media(owner=<tenant>)`, so the lookup reports their real sha256 and size."""
+        forced_on: tuple[Stage, str] = ("lookup", f"{object_id}/media")
+        tenant, failed, headers = self.guard(request, None, APP_RATE_LIMIT, forced_on)
+        if failed is not None:
+            return failed
+        assert tenant is not None
+        owned = any(n.phone_number_id == object_id for n in tenant.numbers)
+        if not re.fullmatch(_VERSION, version) or not owned:
+            return error_response(NO_SUCH_POST_OBJECT, headers)
+        try:
+            async with request.form() as form:  # closes the parts' temporary files
+                upload = await _upload_fields(form)
+        except HTTPException:  # a malformed multipart body: Meta finds no file in it
+            upload = missing_parameter("file")
+        if isinstance(upload, GraphError):
+            return error_response(upload, headers)
+        content, mime_type = upload
+        media = self.sim.add_media(self.sim.new_media_id(), content, mime_type, owner=tenant.id)
+        return JSONResponse({"id": media.id}, headers=headers)
 
     async def templates(
         self,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import uvicorn
 from PIL import Image
@@ -43,6 +44,7 @@ pytestmark = pytest.mark.ray
 SECRET = "e2e-media-secret"
 TOKEN = "sim-token-e2e-media"
 CUSTOMER = "16505550123"
+ADMIN_TOKEN = "e2e-media-admin-token-0123"
 
 
 @contextmanager
@@ -193,19 +195,85 @@ def env(graph_url: str) -> dict[str, str]:
     }
 
 
+def tenants_file(tmp_path: Path) -> Path:
+    """acme owning the simulator's number and WABA explicitly, with its Graph token (the
+    account refresher reads the numbers and WABAs a tenant owns)."""
+    path = tmp_path / "tenants.json"
+    path.write_bytes(
+        orjson.dumps(
+            {
+                "tenants": [
+                    {
+                        "id": "acme",
+                        "app_secrets": [SECRET],
+                        "access_token": TOKEN,
+                        "waba_ids": [WABA],
+                        "phone_number_ids": [PHONE_ID],
+                    }
+                ]
+            }
+        )
+    )
+    return path
+
+
+def admin(url: str, path: str, timeout_s: float = 90) -> dict[str, Any]:
+    """An admin API answer once it holds something (the refresher's first round)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = httpx.get(
+            f"{url}/admin/tenants/acme/{path}",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        fetched = body.get("fetched_at") or (body.get("account") or {}).get("fetched_at")
+        if fetched or time.monotonic() > deadline:
+            return body
+        time.sleep(1)
+
+
 def test_every_media_type_is_stored_and_hostile_files_rejected_on_the_folder_store(
     tmp_path: Path,
 ) -> None:
+    """And the business account and templates are read from the simulator."""
     sim = simulator()
     messages, originals = build(tmp_path, sim)
-    with graph_sim(sim) as graph_url, running_service(tmp_path / "svc", env(graph_url)) as svc:
-        post(svc.url, messages)
-        events = item_events(svc.data_dir, len(messages))
-        check_files(events, originals)
-        # A URL of the service, signed: tampering with it is refused.
-        url = events[0]["data"]["file"]["url"]
-        assert url.startswith(svc.url + "/media/acme/")
-        assert httpx.get(url.replace("signature=", "signature=0"), timeout=10).status_code == 403
+    settings = {k: v for k, v in env("").items() if k not in ("WA_APP_SECRET", "WA_TENANT_ID")}
+    del settings["WA_ACCESS_TOKEN"]
+    with graph_sim(sim) as graph_url:
+        settings.update(
+            WA_GRAPH_API_URL=graph_url,
+            WA_TENANTS_FILE=str(tenants_file(tmp_path)),
+            WA_ADMIN_TOKEN=ADMIN_TOKEN,
+        )
+        with running_service(tmp_path / "svc", settings) as svc:
+            post(svc.url, messages)
+            events = item_events(svc.data_dir, len(messages))
+            check_files(events, originals)
+            # A URL of the service, signed: tampering with it is refused.
+            url = events[0]["data"]["file"]["url"]
+            assert url.startswith(svc.url + "/media/acme/")
+            tampered = httpx.get(url.replace("signature=", "signature=0"), timeout=10)
+            assert tampered.status_code == 403
+
+            account = admin(svc.url, "account")
+            assert list(account["account"]["phone_numbers"]) == [PHONE_ID], account
+            assert list(account["account"]["wabas"]) == [WABA], account
+            templates = admin(svc.url, "templates")
+            assert templates["templates"], templates
+            stats: dict[str, Any] = {}
+            for _ in range(40):  # the shard's hook writes the counts every second
+                stats = httpx.get(
+                    f"{svc.url}/admin/tenants/acme/stats",
+                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                    timeout=10,
+                ).json()
+                if sum(stats["media_files"].values()) >= len(CASES):
+                    break
+                time.sleep(0.5)
+            assert stats["media_files"] == {"stored": 5, "rejected": 5}, stats
 
 
 def test_on_s3_with_clamd_the_same_and_the_scanner_finds_eicar(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from ingress import admin, media, rejection, replay_admin
+from ingress import account_admin, admin, media, rejection, replay_admin
 from ingress.rejection import RequestRejected, error_response
 
 # (class, status, code, message when the raiser adds none)
@@ -32,6 +32,7 @@ TABLE: list[tuple[type[RequestRejected], int, str, str]] = [
     (admin.ConversationNotFound, 404, "conversation_not_found", "no such conversation"),
     (replay_admin.InvalidReplay, 400, "invalid_replay", "invalid replay request"),
     (replay_admin.NothingToReplay, 404, "replay_not_found", "nothing to replay by that id"),
+    (account_admin.TenantNotFound, 404, "tenant_not_found", "no such tenant"),
     (media.MediaNotFound, 404, "not_found", "no such media file"),
     (media.MediaSignatureInvalid, 403, "signature_mismatch", "the URL's signature is not valid"),
     (media.MediaUrlExpired, 403, "url_expired", "the URL has expired"),
