@@ -37,6 +37,7 @@ def _events_tail(settings: Settings, follow: bool, limit: int) -> int:
         time.sleep(0.5)
 
 
+# cluster/send_test.py's, restated so that the CLI's start does not import httpx.
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 
 

@@ -228,6 +228,7 @@ class Settings(BaseSettings):
                     id=self.tenant_id,
                     app_secrets=(SecretStr(DEV_APP_SECRET),),
                     verify_token=SecretStr(DEV_VERIFY_TOKEN),
+                    access_token=self.access_token,
                     default=True,
                 )
             )

@@ -28,10 +28,11 @@ Tests shape what the service meets: `add_media` registers a file with any bytes 
 type (and, to lie like a broken upstream, another sha256 or size than the truth, or a
 download that redirects to another base URL, served there from `/whatsapp_business/cdn/`
 by the signed link alone, as a CDN does); `fail` makes an object's next lookups (a WABA's
-templates: `<waba-id>/message_templates`) or downloads answer a documented error ("fails
-twice, then works"); `set_fields` overrides an object's fields; `media_base_url` issues
-links on another host than the simulator's own; `downloads` records each download request.
-A request can also force any documented error with the `X-Sim-Error: <code>` header.
+templates: `<waba-id>/message_templates`; uploads: `<phone-number-id>/media`) or downloads
+answer a documented error ("fails twice, then works"); `set_fields` overrides an object's
+fields; `media_base_url` issues links on another host than the simulator's own;
+`downloads` records each download request. A request can also force any documented error
+with the `X-Sim-Error: <code>` header.
 """
 
 from __future__ import annotations

@@ -137,7 +137,10 @@ async def test_an_image_is_uploaded_and_its_message_accepted(
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=rig.graph_url, headers=auth) as graph:
         meta = (await graph.get(f"/v23.0/{media.id}")).json()
-        assert (meta["sha256"], meta["file_size"]) == (hashlib.sha256(content).hexdigest(), len(content))
+        assert (meta["sha256"], meta["file_size"]) == (
+            hashlib.sha256(content).hexdigest(),
+            len(content),
+        )
         assert (await graph.get(meta["url"])).content == content
 
 
