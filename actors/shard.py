@@ -459,6 +459,10 @@ class ConversationShard:
         await self._fill_ready()
         cut, record_order = self._cut()
         if not cut:
+            if self._replay_cut:
+                # The recorded batch waits whole for its files and nothing may go before
+                # it: wait for a fetch to end (no read would block this loop instead).
+                await self._media.wait(self.config.block_ms / 1000)
             return None
         self._batch = _Batch(
             stored=[r.stored for r in cut],

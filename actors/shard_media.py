@@ -141,3 +141,9 @@ class MediaWaits(Generic[T]):
         ]
         released = [entry for cid in ready for entry in self.take(cid)]
         return sorted(released, key=self._arrival)
+
+    async def wait(self, timeout_s: float) -> None:
+        """Until some fetch ends, or `timeout_s`."""
+        pending = [task for task in self._tasks.values() if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)

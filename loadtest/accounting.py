@@ -27,6 +27,11 @@ Definitions (the report and docs/benchmarks.md use exactly these):
   events included (they take sequences like any event). An exact re-publication (same
   conversation, sequence and event id, i.e. a broker redelivery) is counted as
   `republished`, not as a violation.
+- *Streams*: a run may send more than one stream (the text stream of `--rate`, the media
+  stream of `--media-rate`: loadtest/media_traffic.py); each key belongs to the stream
+  that sent it (`assign`), and `streams()` gives acked, published, lost and
+  ack→published per stream, so media messages are accounted exactly like the others and
+  their slower publication is not mixed into the text's latency.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadtest.payloads import field_key
+from loadtest.stats import summarize
+
+DEFAULT_STREAM = "text"
+"""The stream of keys not assigned to another (the `--rate` traffic)."""
 
 STATE_CATEGORY = "conversation"
 """The category of the service's state events (actors/conversation.py's
@@ -156,6 +165,16 @@ class Ledger:
         # The event ids of each conversation's `conversation.created`: a redelivery repeats
         # one (same id), which is no second creation.
         self.created: dict[str, set[str]] = {}
+        self.stream_of: dict[str, str] = {}  # keys of a stream other than DEFAULT_STREAM
+
+    def assign(self, keys: tuple[str, ...], stream: str) -> None:
+        """These keys belong to `stream` (keys never assigned are DEFAULT_STREAM's)."""
+        if stream != DEFAULT_STREAM:
+            self.stream_of.update(dict.fromkeys(keys, stream))
+
+    def stream(self, key: str) -> str:
+        """The stream that sent the key."""
+        return self.stream_of.get(key, DEFAULT_STREAM)
 
     def record_sending(self, keys: tuple[str, ...]) -> None:
         """A POST attempt carrying these keys is about to start.
@@ -224,6 +243,26 @@ class Ledger:
             for key, acked in self.first_ack.items()
             if key in self.first_published
         }
+
+    def streams(self) -> dict[str, dict[str, Any]]:
+        """Per stream: keys attempted, acked, published, lost, and ack→published (ms)."""
+        by: dict[str, dict[str, Any]] = {}
+        delays = self.ack_to_published()
+        for key in self.attempted:
+            row = by.setdefault(
+                self.stream(key),
+                {"keys_attempted": 0, "keys_acked": 0, "keys_published": 0, "lost": 0},
+            )
+            row["keys_attempted"] += 1
+            acked, published = key in self.first_ack, key in self.published
+            row["keys_acked"] += acked
+            row["keys_published"] += published
+            row["lost"] += acked and not published
+        for name, row in by.items():
+            row["ack_to_published_ms"] = summarize(
+                d for key, d in delays.items() if self.stream(key) == name
+            )
+        return by
 
     def summary(self) -> LedgerSummary:
         """Every count defined in the module docstring."""

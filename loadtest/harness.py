@@ -18,6 +18,8 @@ from typing import Any, TextIO
 from loadtest.accounting import Ledger
 from loadtest.clients import open_poster
 from loadtest.consumers import EventSource
+from loadtest.cpu_sampler import CpuSampler
+from loadtest.media_accounting import FileTally
 from loadtest.sender import Attempt, MetaSender, RetryPolicy, SendResult
 from loadtest.stats import Series, summarize
 from loadtest.traffic import Delivery, TrafficGenerator
@@ -40,6 +42,11 @@ class RunConfig:
     expect_dedup: bool = False
     expect_events: bool = True  # False: the target publishes nothing we can consume
     progress: bool = True
+    # The media stream (loadtest/media_traffic.py): its own open loop at this rate,
+    # starting this long after the text stream; both run until their deliveries are out.
+    media_rate: float = 0.0
+    media_start_s: float = 0.0
+    cpu_roots: tuple[int, ...] = ()  # process trees whose CPU the report samples
 
 
 @dataclass(slots=True)
@@ -62,6 +69,12 @@ class RunState:
     offered: Series = field(default_factory=Series)
     acks: Series = field(default_factory=Series)
     published: Series = field(default_factory=Series)
+    ack_by_stream: dict[str, list[float]] = field(default_factory=dict)
+    files: dict[str, FileTally] = field(default_factory=dict)
+
+    def tally(self, stream: str) -> FileTally:
+        """The stream's file tally (created on first use)."""
+        return self.files.setdefault(stream, FileTally())
 
 
 def _on_attempt(state: RunState, result: SendResult, attempt: Attempt) -> None:
@@ -70,9 +83,13 @@ def _on_attempt(state: RunState, result: SendResult, attempt: Attempt) -> None:
         state.outcomes[attempt.outcome] += 1
     acked_at = attempt.started + attempt.seconds if attempt.outcome == "200" else None
     state.ledger.record_answer(result.delivery.keys, acked_at)
+    stream = result.delivery.stream
+    if len(result.attempts) == 1:
+        state.tally(stream).sent(result.scheduled)
     if acked_at is not None:
         state.acked += 1
         state.ack_latency.add(acked_at - state.started, acked_at - result.scheduled)
+        state.ack_by_stream.setdefault(stream, []).append(acked_at - result.scheduled)
         state.acks.add(acked_at - state.started)
 
 
@@ -85,8 +102,11 @@ def make_event_hook(state: RunState) -> Any:
             return
         state.published.add(at - state.started)
         state.last_published = at
+        first = state.ledger.published[key] == 1
+        if first:
+            state.tally(state.ledger.stream(key)).observe(event, at)
         acked = state.ledger.first_ack.get(key)
-        if acked is not None and state.ledger.published[key] == 1:
+        if acked is not None and first:
             state.ack_to_pub.add(at - state.started, max(0.0, at - acked))
 
     return on_event
@@ -147,10 +167,14 @@ class _Dispatch:
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
-    async def send_all(self, deliveries: list[Delivery]) -> None:
-        """Open loop: delivery i goes out at started + i/rate, whatever came before."""
+    async def send_all(
+        self, deliveries: list[Delivery], rate: float | None = None, offset_s: float = 0.0
+    ) -> None:
+        """Open loop: delivery i goes out at started + offset_s + i/rate, whatever came
+        before (rate: the config's)."""
+        per_s = rate or self.cfg.rate
         for i, delivery in enumerate(deliveries):
-            due = self.state.started + i / self.cfg.rate
+            due = self.state.started + offset_s + i / per_s
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -192,11 +216,19 @@ async def run_load(
     generator: TrafficGenerator,
     source: EventSource,
     out: TextIO = sys.stderr,
+    media: list[Delivery] | None = None,
 ) -> tuple[RunState, dict[str, Any]]:
-    """Run one test; returns the raw state and the report's measurement section."""
+    """Run one test; returns the raw state and the report's measurement section.
+
+    `media` (loadtest/media_traffic.py) is sent as a second open loop at cfg.media_rate
+    beside the generator's deliveries, its keys accounted as the media stream."""
     total = int(cfg.rate * cfg.duration_s)
     deliveries: list[Delivery] = [generator.next_delivery() for _ in range(total)]
     state = RunState(ledger=Ledger(expect_dedup=cfg.expect_dedup))
+    for delivery in media or ():
+        state.ledger.assign(delivery.keys, delivery.stream)
+    cpu = CpuSampler(list(cfg.cpu_roots))
+    await cpu.start()
     await source.start(make_event_hook(state))
     progress: asyncio.Task[None] | None = None
     async with open_poster(cfg.client, cfg.connections, cfg.timeout_s) as post:
@@ -205,14 +237,48 @@ async def run_load(
         state.started = time.perf_counter()
         if cfg.progress:
             progress = asyncio.create_task(_progress(state, cfg, out))
-        await dispatch.send_all(deliveries)
+        loops = [dispatch.send_all(deliveries)]
+        if media:
+            loops.append(dispatch.send_all(media, cfg.media_rate or cfg.rate, cfg.media_start_s))
+        await asyncio.gather(*loops)
         send_window = time.perf_counter() - state.started
         await dispatch.wait_answered()
         last_ack = time.perf_counter() - state.started
         await _drain(state, cfg)
         await _stop_progress(progress, out)
     await source.stop()
-    return state, measurements(cfg, state, send_window, last_ack, generator)
+    await cpu.stop()
+    report = measurements(cfg, state, send_window, last_ack, generator)
+    report.update(stream_measurements(state, cpu))
+    return state, report
+
+
+def stream_measurements(state: RunState, cpu: CpuSampler) -> dict[str, Any]:
+    """Per stream: ack latency, ack→published, loss and files; CPU over the run and over
+    each file stream's span (first sent → last published), with files per CPU second."""
+    by_stream = state.ledger.streams()
+    streams: dict[str, Any] = {}
+    for name in sorted(set(by_stream) | set(state.ack_by_stream)):
+        streams[name] = {
+            **by_stream.get(name, {}),
+            "ack_latency_ms": summarize(state.ack_by_stream.get(name, [])),
+        }
+    files: dict[str, Any] = {}
+    for name, tally in sorted(state.files.items()):
+        if not tally.files:
+            continue
+        files[name] = tally.report()
+        if tally.first_sent is not None and tally.last_published is not None:
+            window = cpu.window(tally.first_sent, tally.last_published)
+            files[name]["cpu"] = window
+            if window is not None and window["cpu_s"]:
+                cpu_s = float(window["cpu_s"])
+                files[name]["files_per_cpu_s"] = round(tally.files / cpu_s, 2)
+                files[name]["downloaded_mb_per_cpu_s"] = round(
+                    tally.bytes_downloaded / 1e6 / cpu_s, 2
+                )
+    run_cpu = cpu.window(state.started, cpu.samples[-1].at) if cpu.samples else None
+    return {"streams": streams, "files": files, "cpu": {"roots": cpu.roots, "run": run_cpu}}
 
 
 def measurements(

@@ -6,6 +6,7 @@ the traffic generator decides which to send, to whom and in what order.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import random
 from collections.abc import Callable
@@ -54,6 +55,34 @@ def status_key(status: Item) -> str:
 def media_id(rng: random.Random) -> str:
     """A Graph media id (digits only, like Meta's)."""
     return str(rng.randrange(10**15, 10**16))
+
+
+def media_message(
+    kind: str,
+    media_id: str,
+    mime_type: str,
+    content_sha256: bytes,
+    *,
+    wamid: str,
+    customer: str,
+    ts: int,
+    file_name: str = "file",
+) -> Item:
+    """A customer's media message naming an uploaded file, as Meta's webhook references
+    show it: the sha256 base64-encoded (the media lookup's is hex), a filename with a
+    document, `voice` with audio, `animated` with a sticker (a static one here)."""
+    media: Item = {
+        "mime_type": mime_type,
+        "sha256": base64.b64encode(content_sha256).decode(),
+        "id": media_id,
+    }
+    if kind == "document":
+        media["filename"] = file_name
+    if kind == "audio":
+        media["voice"] = False
+    if kind == "sticker":
+        media["animated"] = False
+    return {"from": customer, "id": wamid, "timestamp": str(ts), "type": kind, kind: media}
 
 
 def _text(rng: random.Random) -> str:

@@ -46,6 +46,7 @@ class Delivery:
     signature: str
     keys: tuple[str, ...]
     kind: DeliveryKind
+    stream: str = "text"  # which stream of the run it belongs to ("media": media_traffic)
 
 
 @dataclass(slots=True)
@@ -94,6 +95,7 @@ class TrafficGenerator:
         field_rate: float = 0.0,
         seed: int = 0,
         clock: Callable[[], float] = time.time,
+        message_weights: dict[str, int] | None = None,
     ) -> None:
         if not tenants:
             raise ValueError("at least one tenant is needed")
@@ -122,8 +124,9 @@ class TrafficGenerator:
         }
         self._recent_bodies: deque[Delivery] = deque(maxlen=256)
         self._recent_items: dict[str, deque[_Sent]] = {t.id: deque(maxlen=256) for t in tenants}
-        self._types = list(MESSAGE_WEIGHTS)
-        self._weights = list(MESSAGE_WEIGHTS.values())
+        weights = MESSAGE_WEIGHTS if message_weights is None else message_weights
+        self._types = list(weights)
+        self._weights = list(weights.values())
 
     def _wamid(self) -> str:
         self._counter += 1
