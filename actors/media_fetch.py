@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 import structlog
@@ -65,13 +65,11 @@ class MediaPolicy:
     max_worker_losses: int = 2  # a file that kills its worker twice is `failed/worker_lost`
 
 
-def media_job(item: InboxItem, data: MediaData) -> MediaJob:
-    """The job of a media message's item (its message timestamp keys the object)."""
+def media_job(item: InboxItem, data: MediaData, occurred_at: datetime | None) -> MediaJob:
+    """The job of a media message's item: the object is keyed by the message's own time
+    (Meta's timestamp, parsed by the normalizer), else the receipt time."""
     raw = item.item if isinstance(item.item, dict) else {}
-    stamp = raw.get("timestamp")
-    sent_at = item.received_at
-    if isinstance(stamp, str) and stamp.isdigit():
-        sent_at = datetime.fromtimestamp(int(stamp), UTC)
+    sent_at = occurred_at or item.received_at
     return MediaJob(
         tenant_id=item.tenant_id,
         event_id=str(raw.get("id") or ""),

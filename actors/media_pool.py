@@ -18,13 +18,14 @@ keyword-only fields do not survive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import ray
 import structlog
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 
 from actors.media_fetch import WorkerLost
 from adapters.errors import (
@@ -116,6 +117,8 @@ class MediaWork:
                 tagged = answer_of(exc)
                 if tagged is not None:
                     return tagged
+                if isinstance(exc, OSError):  # the work dir full or unreadable: retried
+                    return "error", {"kind": "transient", "detail": f"worker: {exc!r}"[:500]}
                 log.exception("media_pipeline_error", media_id=job.media_id)
                 return "error", {
                     "kind": "unavailable",
@@ -170,27 +173,36 @@ class RayMediaRunner:
         self._names = [media_worker_name(i, prefix) for i in range(workers)]
         self._handles: dict[str, Any] = {}
 
-    def _handle(self, media_id: str) -> tuple[str, Any]:
+    async def _handle(self, media_id: str) -> tuple[str, Any]:
         name = self._names[zlib.crc32(media_id.encode()) % len(self._names)]
         handle = self._handles.get(name)
         if handle is None:
             try:
-                handle = self._handles[name] = ray.get_actor(name)
+                # A GCS call: off the shard's event loop, which serves every conversation.
+                handle = self._handles[name] = await asyncio.to_thread(ray.get_actor, name)
             except ValueError as exc:  # not created yet, or being re-created
                 raise TransientError(f"media worker {name}: {exc}") from exc
         return name, handle
 
     async def run(self, job: MediaJob) -> MediaFile:
         """One try: the file, or the worker's error raised here; WorkerLost when the
-        worker process died on it."""
-        name, handle = self._handle(job.media_id)
+        worker process died on it. A try given up (the fetch's budget over, the shard
+        stopping) is cancelled in the worker too, so it frees its lane's slot."""
+        name, handle = await self._handle(job.media_id)
+        ref = handle.run.remote(job)
         try:
-            answer: Answer = await handle.run.remote(job)
+            answer: Answer = await ref
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):  # best effort: the worker may be gone
+                ray.cancel(ref)
+            raise
         except ActorUnavailableError as exc:  # unreachable for now (restarting): not a loss
             raise TransientError(f"media worker {name}: {type(exc).__name__}") from exc
         except RayActorError as exc:  # the process died with the job in it
             self._handles.pop(name, None)
             raise WorkerLost(f"{name}: {type(exc).__name__}") from exc
+        except RayError as exc:  # anything else of Ray's (GCS, object store): retried
+            raise TransientError(f"media worker {name}: {type(exc).__name__}: {exc}") from exc
         return raise_answer(answer)
 
 

@@ -303,11 +303,9 @@ class ConversationShard:
         )
         self._attempts: dict[str, list[Attempt]] = {}  # failed attempts by entry id
         # Conversations whose item failed, with their entries, until their next try.
-        self._park: Park[_Ready] = Park(lambda r: r.arrival, lambda r: r.stored.entry_id)
+        self._park: Park[_Ready] = Park(lambda r: r.stored.entry_id)
         # Media fetches, and the conversations held until their file is ready.
-        self._media: MediaWaits[_Ready] = MediaWaits(
-            media, lambda r: r.arrival, lambda r: r.stored.entry_id
-        )
+        self._media: MediaWaits[_Ready] = MediaWaits(media, lambda r: r.stored.entry_id)
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from run() and report_backlog()."""
@@ -646,10 +644,11 @@ class ConversationShard:
         self._metrics.reorder_held(len(self._reorder))
 
     def _unpark(self) -> None:
-        """Parked conversations whose backoff is over, and held ones whose file is ready,
-        go first to be batched, failed drafts normalized again (their entries are the
-        conversation's earliest: every later one was parked or held behind them)."""
-        released: list[_Ready] = []
+        """Parked conversations whose backoff is over go first to be batched, failed
+        drafts normalized again (their entries are the conversation's earliest: they were
+        cut from the front and every later one was parked behind them). Held ones whose
+        file is ready go back after their conversation's entries still ready (those were
+        before the hold: a cut bounded by count or bytes can leave some)."""
         if len(self._park):
             released = self._park.release(asyncio.get_running_loop().time())
             for ready in released:
@@ -657,12 +656,14 @@ class ConversationShard:
                     ready.draft = self._media.start(
                         ready.stored.entry_id, normalize(ready.stored.item)
                     )
+            if released:
+                self._ready = released + self._ready
+                self._ready_bounded = False
         if len(self._media):
-            released = sorted(released + self._media.release(), key=lambda r: r.arrival)
-        if not released:
-            return
-        self._ready = released + self._ready
-        self._ready_bounded = False
+            held = self._media.release()
+            if held:
+                self._ready = _after_their_own(self._ready, held)
+                self._ready_bounded = False
 
     async def _load_replay(self) -> None:
         """The batch a crashed process recorded before publishing it (its order differed
@@ -1011,6 +1012,22 @@ class ConversationShard:
         if limit is None or draft.occurred_at is None:
             return False
         return (draft.item.received_at - draft.occurred_at).total_seconds() > limit
+
+
+def _after_their_own(ready: list[_Ready], released: list[_Ready]) -> list[_Ready]:
+    """The ready entries with the released ones put back: each conversation's right after
+    its last ready entry, or first when it has none (their order kept)."""
+    by_conversation: dict[str, list[_Ready]] = {}
+    for entry in released:
+        by_conversation.setdefault(entry.draft.item.conversation_id, []).append(entry)
+    last = {r.draft.item.conversation_id: i for i, r in enumerate(ready)}
+    merged = [e for e in released if e.draft.item.conversation_id not in last]
+    for i, entry in enumerate(ready):
+        merged.append(entry)
+        cid = entry.draft.item.conversation_id
+        if last[cid] == i and cid in by_conversation:
+            merged.extend(by_conversation[cid])
+    return merged
 
 
 def _late(records: dict[str, ConversationRecord | None], draft: EventDraft) -> bool:

@@ -53,11 +53,9 @@ class MediaWaits(Generic[T]):
     def __init__(
         self,
         fetcher: MediaFetcher | None,
-        arrival: Callable[[T], int],
         entry_id: Callable[[T], str],
     ) -> None:
         self._fetcher = fetcher
-        self._arrival = arrival
         self._entry_id = entry_id
         self._tasks: dict[str, asyncio.Task[MediaFile]] = {}
         self._held: dict[str, list[T]] = {}
@@ -80,7 +78,7 @@ class MediaWaits(Generic[T]):
         if not self._fetcher.wanted(data):
             return with_file(draft, self._fetcher.skipped(data))
         if entry_id not in self._tasks:
-            job = media_job(draft.item, data)
+            job = media_job(draft.item, data, draft.occurred_at)
             self._tasks[entry_id] = asyncio.ensure_future(self._fetcher.fetch(job))
         return draft
 
@@ -113,9 +111,10 @@ class MediaWaits(Generic[T]):
         return conversation_id in self._held
 
     def hold(self, conversation_id: str, entries: list[T]) -> None:
-        """Hold these entries of a conversation, in arrival order among its held ones."""
-        held = self._held.setdefault(conversation_id, [])
-        held[:] = sorted([*held, *entries], key=self._arrival)
+        """Hold these entries of a conversation, after those it holds already."""
+        # In the order given (the ready entries' order: the publish order the reorder
+        # window chose, which arrival order is not).
+        self._held.setdefault(conversation_id, []).extend(entries)
         self.ids.update(self._entry_id(entry) for entry in entries)
 
     def behind(self, conversation_id: str, entry: T) -> None:
@@ -133,14 +132,14 @@ class MediaWaits(Generic[T]):
         return any(not self.pending(self._entry_id(entries[0])) for entries in self._held.values())
 
     def release(self) -> list[T]:
-        """The entries of every conversation whose first held file is ready, by arrival."""
+        """The entries of every conversation whose first held file is ready (each
+        conversation's in its order), no longer held."""
         ready = [
             cid
             for cid, entries in self._held.items()
             if not self.pending(self._entry_id(entries[0]))
         ]
-        released = [entry for cid in ready for entry in self.take(cid)]
-        return sorted(released, key=self._arrival)
+        return [entry for cid in ready for entry in self.take(cid)]
 
     async def wait(self, timeout_s: float) -> None:
         """Until some fetch ends, or `timeout_s`."""

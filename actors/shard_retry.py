@@ -128,8 +128,7 @@ class Park(Generic[T]):
     parked (a store re-reading pending entries hands them out again: the shard skips them).
     """
 
-    def __init__(self, arrival: Callable[[T], int], entry_id: Callable[[T], str]) -> None:
-        self._arrival = arrival
+    def __init__(self, entry_id: Callable[[T], str]) -> None:
         self._entry_id = entry_id
         self._parked: dict[str, _Parked[T]] = {}
         self.ids: set[str] = set()
@@ -143,12 +142,14 @@ class Park(Generic[T]):
 
     def park(self, conversation_id: str, entries: list[T], due: float) -> None:
         """Park entries of a conversation until `due` (a later due of the same
-        conversation wins); they keep their order by arrival among its parked entries."""
+        conversation wins), after those it has parked already."""
         parked = self._parked.get(conversation_id)
         if parked is None:
             parked = self._parked[conversation_id] = _Parked(due, [])
         parked.due = max(parked.due, due)
-        parked.entries = sorted([*parked.entries, *entries], key=self._arrival)
+        # In the order given (the batch's, then what was held behind it): the publish
+        # order the reorder window chose, which arrival order is not.
+        parked.entries = [*parked.entries, *entries]
         self.ids.update(self._entry_id(entry) for entry in entries)
 
     def behind(self, conversation_id: str, entry: T) -> None:
@@ -161,8 +162,9 @@ class Park(Generic[T]):
         return min((p.due for p in self._parked.values()), default=None)
 
     def release(self, now: float) -> list[T]:
-        """The entries of every conversation due at `now`, by arrival; unparked."""
+        """The entries of every conversation due at `now`, each conversation's in its
+        order; unparked."""
         due = [cid for cid, parked in self._parked.items() if parked.due <= now]
         released = [entry for cid in due for entry in self._parked.pop(cid).entries]
         self.ids.difference_update(self._entry_id(entry) for entry in released)
-        return sorted(released, key=self._arrival)
+        return released

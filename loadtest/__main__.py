@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+# send-test's sample ids, re-exported (the graph-sim CLI's tests name them from here)
+from loadtest.media_traffic import SAMPLE_DISPLAY_NUMBER as SAMPLE_DISPLAY_NUMBER
+from loadtest.media_traffic import SAMPLE_PHONE_NUMBER_ID as SAMPLE_PHONE_NUMBER_ID
+from loadtest.media_traffic import SAMPLE_WABA_ID as SAMPLE_WABA_ID
 from loadtest.run_command import add_run_arguments, main_run
 from loadtest.tenants import (
     DEV_APP_SECRET,
@@ -15,12 +19,6 @@ from loadtest.tenants import (
     generate_tenants,
     write_tenants_file,
 )
-
-# The ids of `python -m cluster send-test`'s sample webhook (Meta's documentation examples),
-# which the service's default tenant owns (it owns every number no other tenant claims).
-SAMPLE_PHONE_NUMBER_ID = "106540352242922"
-SAMPLE_DISPLAY_NUMBER = "15550783881"
-SAMPLE_WABA_ID = "102290129340398"
 
 
 def _one_tenant(args: argparse.Namespace) -> SimTenant:

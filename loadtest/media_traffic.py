@@ -27,7 +27,14 @@ from loadtest.payloads import media_message, message_key
 from loadtest.traffic import Delivery
 
 MEDIA_STREAM = "media"
-TEXT_STREAM = "text"
+MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
+
+# The ids of `python -m cluster send-test`'s sample webhook (Meta's documentation examples),
+# which the service's default tenant owns (it owns every number no other tenant claims),
+# and which `python -m loadtest graph-sim --token ...` gives its one tenant by default.
+SAMPLE_PHONE_NUMBER_ID = "106540352242922"
+SAMPLE_DISPLAY_NUMBER = "15550783881"
+SAMPLE_WABA_ID = "102290129340398"
 
 # Meta's supported media types by extension (its "Supported media types" table).
 _MIME_BY_SUFFIX = {
@@ -70,13 +77,26 @@ def mime_for(path: Path) -> str:
     """The file's MIME type as Meta names it, from its extension."""
     mime = _MIME_BY_SUFFIX.get(path.suffix.lower())
     if mime is None:
-        raise ValueError(f"unknown media type for {path.name}: use one of {sorted(_MIME_BY_SUFFIX)}")
+        raise ValueError(
+            f"unknown media type for {path.name}: use one of {sorted(_MIME_BY_SUFFIX)}"
+        )
     return mime
 
 
-def load_spec(path: Path, kind: str, mime_type: str | None = None) -> MediaSpec:
-    """The spec of a file on disk (its MIME type from the extension unless given)."""
-    return MediaSpec(kind, path.read_bytes(), mime_type or mime_for(path), path.name)
+def kind_for(mime_type: str) -> str:
+    """The message type a customer's app sends a file of this MIME type as."""
+    base = mime_type.split(";")[0].strip().lower()
+    if base == "image/webp":  # WebP is a sticker's format only (Meta's table)
+        return "sticker"
+    top = base.split("/")[0]
+    return top if top in ("image", "video", "audio") else "document"
+
+
+def load_spec(path: Path, kind: str | None = None, mime_type: str | None = None) -> MediaSpec:
+    """The spec of a file on disk (MIME type from the extension, message type from the
+    MIME type, unless given)."""
+    mime = mime_type or mime_for(path)
+    return MediaSpec(kind or kind_for(mime), path.read_bytes(), mime, path.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,27 +110,34 @@ class GraphTarget:
 
 
 async def upload_many(
-    target: GraphTarget, spec: MediaSpec, count: int, concurrency: int = 4
+    target: GraphTarget,
+    spec: MediaSpec,
+    count: int,
+    concurrency: int = 4,
+    client: httpx.AsyncClient | None = None,
 ) -> list[str]:
-    """Upload the file `count` times; the media ids, in upload order."""
+    """Upload the file `count` times (through `client`, else a client of its own); the
+    media ids, in upload order."""
+    if client is None:
+        async with httpx.AsyncClient(timeout=120) as own:
+            return await upload_many(target, spec, count, concurrency, own)
     endpoint = f"{target.url.rstrip('/')}/{target.version}/{target.phone_number_id}/media"
     headers = {"Authorization": f"Bearer {target.token}"}
     slots = asyncio.Semaphore(max(1, concurrency))
-    async with httpx.AsyncClient(timeout=120) as client:
 
-        async def one() -> str:
-            async with slots:
-                answer = await client.post(
-                    endpoint,
-                    headers=headers,
-                    data={"messaging_product": "whatsapp", "type": spec.mime_type},
-                    files={"file": (spec.file_name, spec.content, spec.mime_type)},
-                )
-            if answer.status_code != 200:
-                raise MediaUploadFailed(f"{endpoint}: {answer.status_code} {answer.text[:300]}")
-            return str(answer.json()["id"])
+    async def one() -> str:
+        async with slots:
+            answer = await client.post(
+                endpoint,
+                headers=headers,
+                data={"messaging_product": "whatsapp", "type": spec.mime_type},
+                files={"file": (spec.file_name, spec.content, spec.mime_type)},
+            )
+        if answer.status_code != 200:
+            raise MediaUploadFailed(f"{endpoint}: {answer.status_code} {answer.text[:300]}")
+        return str(answer.json()["id"])
 
-        return list(await asyncio.gather(*(one() for _ in range(count))))
+    return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,13 +68,44 @@ def write_png(report: dict[str, Any], path: Path) -> None:
 
 def verdict(report: dict[str, Any]) -> list[str]:
     """Human-readable summary lines for the terminal."""
+    return [*_summary_lines(report), *_stream_lines(report)]
+
+
+def _fmt(d: dict[str, Any]) -> str:
+    return " ".join(f"{k}={d[k]}" for k in ("p50", "p90", "p99", "p99.9", "max"))
+
+
+def _stream_lines(report: dict[str, Any]) -> list[str]:
+    """Per stream (when the run had a media stream): latencies, loss, files, CPU."""
+    streams = report.get("streams", {})
+    if len(streams) < 2 and not report.get("files"):
+        return []
+    lines = []
+    for name, row in streams.items():
+        ack, pub = row["ack_latency_ms"], row.get("ack_to_published_ms", {})
+        lines.append(
+            f"{name}: acked {row.get('keys_acked', 0)} published {row.get('keys_published', 0)}"
+            f" lost {row.get('lost', 0)} | ack p50 {ack['p50']} p99 {ack['p99']} ms"
+            f" | ack→published p50 {pub.get('p50')} p99 {pub.get('p99')} ms"
+        )
+    for name, files in report.get("files", {}).items():
+        cpu = files.get("cpu") or {}
+        lines.append(
+            f"{name} files: {files['files']} {files['by_status']} {files['by_reason'] or ''}"
+            f" | {files['bytes_downloaded'] / 1e6:.1f} MB downloaded,"
+            f" {files['bytes_stored'] / 1e6:.1f} MB stored in {files['span_s']} s:"
+            f" {files['files_per_s']} files/s, {files['downloaded_mb_per_s']} MB/s"
+            f" | service CPU {cpu.get('cpu_s')} s = {cpu.get('busy_cores')} busy cores:"
+            f" {files.get('files_per_cpu_s')} files and"
+            f" {files.get('downloaded_mb_per_cpu_s')} MB per CPU second"
+        )
+    return lines
+
+
+def _summary_lines(report: dict[str, Any]) -> list[str]:
     r, ev = report["rates"], report["events"]
     ack, pub = report["ack_latency_ms"], report["ack_to_published_ms"]
     errors = report["requests"]["errors_by_status"]
-
-    def fmt(d: dict[str, Any]) -> str:
-        return " ".join(f"{k}={d[k]}" for k in ("p50", "p90", "p99", "p99.9", "max"))
-
     events = (
         f"events: acked {ev['keys_acked']} published {ev['keys_published']} lost {ev['lost']}"
         f" | published duplicates {ev['published_duplicates']}"
@@ -89,8 +120,8 @@ def verdict(report: dict[str, Any]) -> list[str]:
     return [
         f"offered {r['offered_rps']} req/s, sent {r['sent_rps']}, achieved {r['achieved_rps']}"
         f" req/s; published {r['published_eps']} events/s",
-        f"ack latency ms: {fmt(ack)}",
-        f"ack→published ms: {fmt(pub)}",
+        f"ack latency ms: {_fmt(ack)}",
+        f"ack→published ms: {_fmt(pub)}",
         f"errors by status: {errors or 'none'}",
         events,
         *(

@@ -14,10 +14,21 @@ import httpx
 
 from loadtest.consumers import EventSource, OutboxSource, RabbitSource
 from loadtest.harness import RunConfig, run_load
+from loadtest.media_traffic import (
+    MEDIA_KINDS,
+    SAMPLE_DISPLAY_NUMBER,
+    SAMPLE_PHONE_NUMBER_ID,
+    SAMPLE_WABA_ID,
+    GraphTarget,
+    MediaSender,
+    load_spec,
+    media_deliveries,
+    upload_many,
+)
 from loadtest.report import verdict, write_json, write_png
 from loadtest.sender import RetryPolicy
 from loadtest.tenants import DEV_APP_SECRET, SimTenant, generate_tenants, load_tenants_file
-from loadtest.traffic import TrafficGenerator
+from loadtest.traffic import Delivery, TrafficGenerator
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +106,89 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--report-dir", type=Path, default=Path("var/loadtest"))
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--text-only",
+        action="store_true",
+        help="the --rate stream sends text messages (and their statuses) only",
+    )
+    parser.add_argument(
+        "--cpu-pid",
+        type=int,
+        action="append",
+        default=None,
+        help="sample the CPU of this process tree (the service's runner; repeatable)",
+    )
+    add_media_arguments(parser)
+
+
+def add_media_arguments(parser: argparse.ArgumentParser) -> None:
+    """The media stream's flags (loadtest/media_traffic.py)."""
+    media = parser.add_argument_group(
+        "media stream",
+        "real files: --media-file is uploaded under --media-count distinct media ids to "
+        "the Graph API (the simulator) before the run, then one media message per id is "
+        "sent at --media-rate beside the --rate stream",
+    )
+    media.add_argument("--media-rate", type=float, default=0.0, help="media POSTs per second")
+    media.add_argument(
+        "--media-count", type=int, default=None, help="media messages (default: rate x duration)"
+    )
+    media.add_argument("--media-file", type=Path, default=None, help="e.g. an MP4 from ffmpeg")
+    media.add_argument(
+        "--media-type", choices=MEDIA_KINDS, default=None, help="default: from the MIME type"
+    )
+    media.add_argument("--media-mime", default=None, help="default: from the file's extension")
+    media.add_argument(
+        "--media-start", type=float, default=0.0, help="seconds after the text stream starts"
+    )
+    media.add_argument(
+        "--media-conversations",
+        type=int,
+        default=0,
+        help="customers the media messages come from (0: one each)",
+    )
+    media.add_argument("--graph-url", default="http://127.0.0.1:8900", help="the Graph API")
+    media.add_argument("--graph-token", default=None, help="the tenant's Graph token")
+    media.add_argument("--graph-version", default="v23.0")
+    media.add_argument("--phone-number-id", default=SAMPLE_PHONE_NUMBER_ID)
+    media.add_argument("--display-phone-number", default=SAMPLE_DISPLAY_NUMBER)
+    media.add_argument("--waba-id", default=SAMPLE_WABA_ID)
+    media.add_argument("--upload-concurrency", type=int, default=4)
+
+
+async def media_stream(args: argparse.Namespace, tenants: list[SimTenant]) -> list[Delivery]:
+    """Upload the media file under distinct ids and build one signed message per id
+    (empty without --media-rate)."""
+    if not args.media_rate:
+        return []
+    if args.media_file is None or args.graph_token is None:
+        raise SystemExit("--media-rate needs --media-file and --graph-token")
+    spec = load_spec(args.media_file, args.media_type, args.media_mime)
+    count = args.media_count or int(args.media_rate * args.duration)
+    target = GraphTarget(args.graph_url, args.graph_token, args.phone_number_id, args.graph_version)
+    began = time.perf_counter()
+    ids = await upload_many(target, spec, count, args.upload_concurrency)
+    print(
+        f"uploaded {spec.file_name} ({spec.mime_type}, {len(spec.content)} bytes) "
+        f"{count} times in {time.perf_counter() - began:.1f} s",
+        file=sys.stderr,
+    )
+    # The number's tenant signs (a tenants file's owner), else the shared --app-secret.
+    owner = next(
+        (t for t in tenants if any(n.phone_number_id == args.phone_number_id for n in t.numbers)),
+        None,
+    )
+    sender = MediaSender(
+        owner.id if owner else "default",
+        owner.secret_bytes if owner else args.app_secret.encode(),
+        args.phone_number_id,
+        args.display_phone_number,
+        args.waba_id,
+    )
+    nonce = f"{args.seed:08x}"[-8:] if args.seed else f"{int(time.time()) % 10**8:08d}"
+    return media_deliveries(
+        spec, ids, sender, nonce=nonce, ts=int(time.time()), conversations=args.media_conversations
+    )
 
 
 def sim_tenants(args: argparse.Namespace) -> list[SimTenant]:
@@ -134,7 +228,9 @@ async def run_test(args: argparse.Namespace) -> dict[str, Any]:
         reorder_rate=args.reorder_rate,
         field_rate=args.field_rate,
         seed=args.seed,
+        message_weights={"text": 1} if args.text_only else None,
     )
+    media = await media_stream(args, tenants)
     cfg = RunConfig(
         url=args.url,
         rate=args.rate,
@@ -146,9 +242,12 @@ async def run_test(args: argparse.Namespace) -> dict[str, Any]:
         expect_dedup=args.expect_dedup,
         retry=RetryPolicy(max_attempts=args.max_attempts, base_s=args.retry_base),
         progress=not args.no_progress,
+        media_rate=args.media_rate,
+        media_start_s=args.media_start,
+        cpu_roots=tuple(args.cpu_pid or ()),
     )
     started = time.time()
-    _state, measured = await run_load(cfg, generator, event_source(args))
+    _state, measured = await run_load(cfg, generator, event_source(args), media=media)
     origin = urlsplit(args.url)
     metrics_url = args.metrics_url or f"{origin.scheme}://{origin.netloc}/metrics"
     config = {k: v for k, v in asdict(cfg).items() if k != "retry"}
@@ -160,6 +259,19 @@ async def run_test(args: argparse.Namespace) -> dict[str, Any]:
         dup_rate=args.dup_rate,
         reorder_rate=args.reorder_rate,
         field_rate=args.field_rate,
+        text_only=args.text_only,
+        media=(
+            {
+                "file": str(args.media_file),
+                "type": args.media_type,
+                "count": len(media),
+                "rate": args.media_rate,
+                "start_s": args.media_start,
+                "graph_url": args.graph_url,
+            }
+            if media
+            else None
+        ),
         consumer=f"rabbitmq:{args.exchange}" if args.amqp_url else f"outbox:{args.outbox}",
     )
     return {
