@@ -119,6 +119,10 @@ def systems(args: argparse.Namespace, run_id: str, tenants_file: Path, work: Pat
                 # One shard per core: on 2 cores, more shards only make smaller batches.
                 "WA_SHARDS": str(args.shards),
                 "WA_INGRESS_REPLICAS": str(args.ingress_replicas),
+                # The peers do not fetch media: neither does the service here (the
+                # harness's media ids are known to no Graph API; docs/media.md measures
+                # media on its own).
+                "WA_MEDIA_ENABLED": "false",
             },
             ready_timeout_s=900.0,  # may first wait for another user's Ray to release the lock
             drain_exchange=service_exchange,

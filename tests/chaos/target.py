@@ -49,6 +49,11 @@ class ChaosTarget:
             "WA_RABBITMQ_URL": self.rabbit.url,
             "WA_RABBITMQ_EXCHANGE": self.exchange,
             "WA_LOG_LEVEL": "WARNING",
+            # The harness's media messages name ids no Graph API knows, and Meta's is not
+            # reachable here: every one would hold its conversation for WA_MEDIA_WAIT_S
+            # and end `failed`. The media path is tested and measured on its own
+            # (tests/e2e/test_media_e2e.py, docs/media.md); here it publishes `skipped`.
+            "WA_MEDIA_ENABLED": "false",
         }
 
     def start(self) -> float:
