@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from cluster.process_tree import load as load_procs
 from loadtest.consumers import EventSource, OutboxSource, RabbitSource
 from loadtest.harness import RunConfig, run_load
 from loadtest.media_traffic import (
@@ -118,6 +119,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="sample the CPU of this process tree (the service's runner; repeatable)",
     )
+    parser.add_argument(
+        "--cpu-pid-file",
+        type=Path,
+        default=None,
+        help="sample the tree of the runner recorded there (the service's WA_DATA_DIR/run.pid)",
+    )
     add_media_arguments(parser)
 
 
@@ -217,6 +224,17 @@ def metrics_snapshot(url: str, limit: int = 400) -> dict[str, Any]:
     return {"url": url, "samples": samples[:limit], "truncated": len(samples) > limit}
 
 
+def cpu_roots(args: argparse.Namespace) -> tuple[int, ...]:
+    """The process trees to sample: --cpu-pid, and the runner --cpu-pid-file names."""
+    roots = list(args.cpu_pid or ())
+    if args.cpu_pid_file is not None:
+        recorded = load_procs(args.cpu_pid_file)
+        if not recorded:
+            raise SystemExit(f"no runner recorded in {args.cpu_pid_file}")
+        roots.append(recorded[0][0])  # the runner comes first, its descendants after
+    return tuple(roots)
+
+
 async def run_test(args: argparse.Namespace) -> dict[str, Any]:
     """Run one test as the flags say and return the full report."""
     tenants = sim_tenants(args)
@@ -244,7 +262,7 @@ async def run_test(args: argparse.Namespace) -> dict[str, Any]:
         progress=not args.no_progress,
         media_rate=args.media_rate,
         media_start_s=args.media_start,
-        cpu_roots=tuple(args.cpu_pid or ()),
+        cpu_roots=cpu_roots(args),
     )
     started = time.time()
     _state, measured = await run_load(cfg, generator, event_source(args), media=media)

@@ -3,6 +3,7 @@ file outcomes and throughput read from `data.file`, CPU windows from samples."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 from pathlib import Path
@@ -28,6 +29,7 @@ from loadtest.media_traffic import (
     media_deliveries,
     upload_many,
 )
+from loadtest.run_command import cpu_roots
 from loadtest.tenants import generate_tenants
 from loadtest.traffic import TrafficGenerator
 from tests.support.media_files import jpeg_with_gps, pdf
@@ -219,3 +221,15 @@ async def test_uploads_give_distinct_ids_that_the_lookup_resolves_to_the_file() 
             assert info["file_size"] == len(CONTENT)
         with pytest.raises(MediaUploadFailed, match="190"):
             await upload_many(GraphTarget(target.url, "wrong", number), spec, 1, client=client)
+
+
+def test_cpu_roots_come_from_the_flags_and_the_runners_pid_file(tmp_path: Path) -> None:
+    """`--cpu-pid-file` names the runner the service recorded first in its run.pid (its
+    descendants follow it there); a file without one is an error, not an empty sample."""
+    pid_file = tmp_path / "run.pid"
+    pid_file.write_text('{"procs": [[4321, 99], [4400, 100]]}')
+    args = argparse.Namespace(cpu_pid=[7], cpu_pid_file=pid_file)
+    assert cpu_roots(args) == (7, 4321)
+    assert cpu_roots(argparse.Namespace(cpu_pid=None, cpu_pid_file=None)) == ()
+    with pytest.raises(SystemExit, match="no runner"):
+        cpu_roots(argparse.Namespace(cpu_pid=None, cpu_pid_file=tmp_path / "missing.pid"))
