@@ -47,6 +47,7 @@ class RefresherConfig:
     max_backoff_s: float = 900.0  # WA_ACCOUNT_REFRESH_MAX_BACKOFF_S
     concurrency: int = 4  # tenants refreshed at once
     spread_s: float = 60.0  # a start-up's due refreshes are spread over at most this long
+    discover_every_s: float = 30.0  # how often numbers seen in webhooks are looked for
 
 
 class RefresherStatus(BaseModel):
@@ -84,6 +85,7 @@ class AccountRefresher:
         self.failing: dict[str, str] = {}
         self.last_error: str | None = None
         self._running = False
+        self._discovered_at = float("-inf")
 
     def _tenants(self) -> tuple[list[Tenant], list[str]]:
         tenants = list(self.book.directory.tenants)
@@ -149,6 +151,21 @@ class AccountRefresher:
             )
         return True
 
+    async def discover(self) -> None:
+        """Tenants whose webhooks came through a number or WABA their snapshot lacks are
+        due now (a new number, or a default tenant's first webhooks): at most every
+        `discover_every_s`, one store read or two per tenant."""
+        now = self._clock()
+        if now < self._discovered_at + self.config.discover_every_s:
+            return
+        self._discovered_at = now
+        for tenant in self._tenants()[0]:
+            try:
+                if await self.book.unknown_ids(tenant.id):
+                    self._due[tenant.id] = min(self._due.get(tenant.id, now), now)
+            except AdapterError as exc:
+                log.warning("account_discover_failed", tenant_id=tenant.id, error=error_text(exc))
+
     async def run_due(self) -> int:
         """Refresh every tenant that is due (up to `concurrency` at once); how many."""
         now = self._clock()
@@ -171,9 +188,11 @@ class AccountRefresher:
         try:
             await self.schedule()
             while not self._stop.is_set():
+                await self.discover()
                 await self.run_due()
                 upcoming = min(self._due.values(), default=self._clock() + self.config.interval_s)
-                await self._wait(max(0.05, min(upcoming - self._clock(), 60.0)))
+                wait = min(upcoming - self._clock(), self.config.discover_every_s)
+                await self._wait(max(0.05, wait))
         finally:
             self._running = False
 

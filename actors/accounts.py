@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import structlog
+
 from adapters.errors import AdapterError
 from adapters.ports import AccountSource, AccountStore, PhoneNumberFacts, TemplateFacts, WabaFacts
 from models.account import AccountSnapshot, PhoneNumberState, TemplateState, WabaState
@@ -26,6 +28,9 @@ from models.account_change import (
     AccountChange,
 )
 from models.tenant import Tenant, TenantDirectory
+from models.tenant_stats import seen_ids
+
+log = structlog.get_logger("accounts")
 
 
 class NoAccessToken(AdapterError):
@@ -121,6 +126,27 @@ class AccountBook:
             raise KeyError(tenant_id)
         return tenant
 
+    async def _seen(self, tenant_id: str) -> dict[str, int]:
+        """The tenant's counters (the numbers and WABAs its webhooks came through: a
+        default tenant owns its numbers without naming them); none if unreadable."""
+        try:
+            return dict(await self.store.counts(tenant_id))
+        except AdapterError as exc:
+            log.warning("account_counts_unread", tenant_id=tenant_id, error=error_text(exc))
+            return {}
+
+    async def unknown_ids(self, tenant_id: str) -> bool:
+        """Whether the tenant's webhooks came through a number or WABA its snapshot lacks
+        (refresh it now rather than at its next turn)."""
+        seen = await self._seen(tenant_id)
+        numbers, wabas = seen_ids(seen, "numbers"), seen_ids(seen, "wabas")
+        if not numbers and not wabas:
+            return False
+        snapshot = await self.store.get(tenant_id)
+        if snapshot is None:
+            return True
+        return bool(numbers - set(snapshot.phone_numbers) or wabas - set(snapshot.wabas))
+
     async def refresh(self, tenant_id: str) -> AccountSnapshot:
         """Read the tenant's numbers, WABAs and templates and merge them into the store;
         the stored snapshot after it. NoAccessToken without a token; the first read's
@@ -130,8 +156,9 @@ class AccountBook:
         if not self.has_token(tenant):
             raise NoAccessToken(f"tenant {tenant_id} has no access token")
         started = datetime.fromtimestamp(self._clock(), UTC)
-        numbers = sorted(tenant.phone_number_ids)
-        wabas = sorted(tenant.waba_ids)
+        seen = await self._seen(tenant_id)
+        numbers = sorted(tenant.phone_number_ids | seen_ids(seen, "numbers"))
+        wabas = sorted(tenant.waba_ids | seen_ids(seen, "wabas"))
         phone_reads, waba_reads, template_reads = await asyncio.gather(
             asyncio.gather(
                 *(self.source.phone_number(tenant_id, n) for n in numbers), return_exceptions=True

@@ -10,6 +10,7 @@ batch published twice after a crash before its commit is counted once, the secon
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -24,6 +25,15 @@ MAX_NAME_CHARS = 64
 names are far shorter; an unknown field's name comes from the body)."""
 
 
+_META_ID = re.compile(r"\d{1,20}")  # Meta's ids: digits (anything else is not counted)
+
+
+def seen_ids(counters: Mapping[str, int], group: str) -> set[str]:
+    """The phone numbers (`numbers`) or WABAs (`wabas`) a tenant's events came through."""
+    prefix = f"{group}:"
+    return {name[len(prefix) :] for name in counters if name.startswith(prefix)}
+
+
 def _segment(value: str) -> str:
     return value.replace(":", "_")[:MAX_NAME_CHARS] or "_"
 
@@ -31,6 +41,14 @@ def _segment(value: str) -> str:
 def event_counters(event: NormalizedEvent) -> Iterable[tuple[str, int]]:
     """The counter increments one committed event makes."""
     yield f"events:{_segment(event.category)}:{_segment(event.type)}", 1
+    # The numbers and WABAs the tenant's webhooks came through: the account refresher reads
+    # them too (a default tenant owns its numbers without naming them).
+    for group, meta_id in (
+        ("numbers", event.business.phone_number_id),
+        ("wabas", event.business.waba_id),
+    ):
+        if meta_id is not None and _META_ID.fullmatch(meta_id):
+            yield f"{group}:{meta_id}", 1
     data = event.data
     if isinstance(data, MediaData) and data.file is not None:
         yield f"media_files:{data.file.status}", 1
@@ -67,6 +85,8 @@ class TenantStats(BaseModel):
     media_files: dict[str, int] = {}  # status -> files
     media_bytes: dict[str, int] = {}  # status -> bytes Meta sent
     failures: dict[str, int] = {}  # kind -> count
+    phone_numbers: dict[str, int] = {}  # phone_number_id -> events through it
+    wabas: dict[str, int] = {}  # WABA id -> events through it
 
     @classmethod
     def from_counters(cls, tenant_id: str, counters: Mapping[str, int]) -> TenantStats:
@@ -75,6 +95,8 @@ class TenantStats(BaseModel):
         files: dict[str, int] = {}
         sizes: dict[str, int] = {}
         failures: dict[str, int] = {}
+        numbers: dict[str, int] = {}
+        wabas: dict[str, int] = {}
         for name, value in sorted(counters.items()):
             group, _, rest = name.partition(":")
             if group == "events":
@@ -86,6 +108,10 @@ class TenantStats(BaseModel):
                 sizes[rest] = value
             elif group == "failures":
                 failures[rest] = value
+            elif group == "numbers":
+                numbers[rest] = value
+            elif group == "wabas":
+                wabas[rest] = value
         total = sum(n for per_type in events.values() for n in per_type.values())
         return cls(
             tenant_id=tenant_id,
@@ -94,4 +120,6 @@ class TenantStats(BaseModel):
             media_files=files,
             media_bytes=sizes,
             failures=failures,
+            phone_numbers=numbers,
+            wabas=wabas,
         )

@@ -458,3 +458,37 @@ async def test_readiness_reports_a_restricted_account_as_degraded(
     assert OTHER.id not in detail
     account = (await admin(f"/admin/tenants/{ACME.id}/account")).json()
     assert account["flags"]["restricted"] is True
+
+
+async def test_a_default_tenant_learns_its_numbers_from_its_webhooks(
+    store: AccountStore, graph: GraphClient
+) -> None:
+    """A default tenant names no numbers: the ones its webhooks came through (counted by
+    the commit hook) are refreshed, and a number new to the snapshot makes it due."""
+    default = Tenant(
+        id=ACME.id,
+        app_secrets=(SecretStr(ACME.app_secret),),
+        access_token=SecretStr(ACME.access_token),
+        default=True,
+    )
+    book = AccountBook(store, graph, TenantDirectory([default]), template_page_size=25)
+    assert not await book.unknown_ids(ACME.id), "no webhook yet: nothing to look for"
+    hook = AccountHook(store)
+    hook.committed(
+        [
+            webhook("field_account_update_disabled", NUMBER_A.waba_id).model_copy(
+                update={
+                    "business": Business(
+                        waba_id=NUMBER_A.waba_id, phone_number_id=NUMBER_A.phone_number_id
+                    )
+                }
+            )
+        ]
+    )
+    await hook.flush()
+    assert await book.unknown_ids(ACME.id)
+    snap = await book.refresh(ACME.id)
+    assert set(snap.phone_numbers) == {NUMBER_A.phone_number_id}
+    assert set(snap.wabas) == {NUMBER_A.waba_id}
+    assert len(snap.templates) == TEMPLATES_PER_WABA
+    assert not await book.unknown_ids(ACME.id)

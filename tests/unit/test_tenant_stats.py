@@ -37,7 +37,8 @@ def media_event(status: MediaStatus, size: int | None, tenant_id: str = "acme") 
 
 
 def test_a_mixed_batch_is_counted_by_category_and_type() -> None:
-    """Two texts, two statuses, an account review: five events of acme."""
+    """Two texts, two statuses, an account review: five events of acme, four through its
+    number and five through its WABA (the review names the WABA only)."""
     counts = tally(goldens("batch_mixed"))
     assert counts == {
         "acme": Counter(
@@ -46,6 +47,8 @@ def test_a_mixed_batch_is_counted_by_category_and_type() -> None:
                 "events:status:delivered": 1,
                 "events:status:read": 1,
                 "events:account:account_review_update": 1,
+                "numbers:420000000000001": 4,
+                "wabas:310000000000001": 5,
             }
         )
     }
@@ -121,7 +124,10 @@ async def test_a_store_outage_keeps_what_is_pending(tmp_path: Path) -> None:
         assert snapshot is not None
         assert snapshot.templates["310000000000001:1200000000000001"].status == "APPROVED"
         counts = await store.counts("acme")
-        assert counts == {"events:template:message_template_status_update": 2}
+        assert counts == {
+            "events:template:message_template_status_update": 2,
+            "wabas:310000000000001": 2,
+        }
     finally:
         await store.close()
 
