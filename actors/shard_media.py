@@ -22,12 +22,15 @@ import dataclasses
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+import structlog
+
 from actors.event_draft import EventDraft
 from actors.media_fetch import MediaFetcher, media_job
 from models.event_message import MediaData
 from models.media import MediaFile
 
 T = TypeVar("T")
+log = structlog.get_logger("shard_media")
 
 
 def media_data(draft: EventDraft) -> MediaData | None:
@@ -75,11 +78,20 @@ class MediaWaits(Generic[T]):
         data = media_data(draft)
         if data is None or self._fetcher is None:
             return draft
-        if not self._fetcher.wanted(data):
-            return with_file(draft, self._fetcher.skipped(data))
-        if entry_id not in self._tasks:
-            job = media_job(draft.item, data, draft.occurred_at)
-            self._tasks[entry_id] = asyncio.ensure_future(self._fetcher.fetch(job))
+        try:
+            if not self._fetcher.wanted(data):
+                return with_file(draft, self._fetcher.skipped(data))
+            if entry_id not in self._tasks:
+                job = media_job(draft.item, data, draft.occurred_at)
+                self._tasks[entry_id] = asyncio.ensure_future(self._fetcher.fetch(job))
+        except Exception as exc:
+            # Read on every pass of the loop: raising here would retry the partition for
+            # ever. The message goes out without its file, saying why (a replay retries).
+            log.exception("media_start_failed", entry_id=entry_id)
+            failed = MediaFile(
+                status="failed", reason="internal_error", detail=f"{type(exc).__name__}"
+            )
+            return with_file(draft, failed)
         return draft
 
     def pending(self, entry_id: str) -> bool:

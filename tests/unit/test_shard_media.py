@@ -216,3 +216,32 @@ async def test_an_earlier_failing_entry_and_a_held_media_message_keep_their_orde
     assert ids(events) == ["wamid.1", "wamid.2", "wamid.3"]
     check_streams(events, {"c1": "customer"})
     assert runner.calls == ["m2"], "one fetch, however often the entry was parked"
+
+
+class BrokenPolicyFetcher(MediaFetcher):
+    """A fetcher whose policy check raises: a bug met by one item's shape."""
+
+    def wanted(self, data: Any) -> bool:
+        raise ValueError("a bug")
+
+
+async def test_a_media_message_the_fetch_cannot_start_goes_out_failed_not_stuck(
+    tmp_path: Path,
+) -> None:
+    """Starting a fetch raising must not stop the partition (the step runs on every read
+    of the entry): the message is published with `failed/internal_error`, the next after."""
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = tmp_path / "outbox.db"
+    shard = ConversationShard(
+        shard_config(block_ms=10, max_item_age_s=None),
+        inbox,
+        OutboxPublisher(outbox),
+        media=BrokenPolicyFetcher(GatedRunner(), MediaPolicy()),
+    )
+    await store(inbox, [image(1), inbox_item(2)])
+    await run_for(shard, 0.3)
+    events = published(outbox)
+    assert ids(events) == ["wamid.1", "wamid.2"]
+    file = item_events(events)[0]["data"]["file"]
+    assert (file["status"], file["reason"]) == ("failed", "internal_error")
+    assert await inbox.backlog(0) == 0
