@@ -76,6 +76,7 @@ from models.event import NormalizedEvent
 from models.event_keys import short_string
 from models.inbox import InboxItem, StoredItem
 from models.routing import UNOWNED_PARTITION
+from models.tenant import TenantDirectory
 
 log = structlog.get_logger("shard")
 
@@ -268,12 +269,17 @@ class ConversationShard:
         wall_clock: Callable[[], float] = time.time,
         media: MediaFetcher | None = None,
         on_commit: Callable[[Sequence[NormalizedEvent]], None] | None = None,
+        tenants: TenantDirectory | None = None,
     ) -> None:
         """`media`: fetches media messages' files before they are published
         (actors/shard_media.py); None publishes them without (`data.file` null).
         `on_commit`: told each committed batch's published events (the account hook:
-        webhook-driven account changes, per-tenant counts); it must not raise."""
+        webhook-driven account changes, per-tenant counts); it must not raise.
+        `tenants`: the live tenant directory (kept current by the actor's registry
+        watcher, cluster/tenant_wiring.py) whose rules the shard applies; None: every
+        tenant has the default rules."""
         self.config = config
+        self._tenants = tenants if tenants is not None else TenantDirectory(())
         self._on_commit = on_commit
         self._inbox = inbox
         self._publisher = publisher

@@ -68,3 +68,11 @@ class UrlExpired(MediaUnavailable):
 
     def __init__(self, detail: str = "") -> None:
         super().__init__("download_failed", detail, retryable=True)
+
+
+class TenantNotFound(AdapterError):
+    """No tenant by that id in the registry."""
+
+
+class TenantExists(AdapterError):
+    """A tenant by that id is already registered (create refused)."""

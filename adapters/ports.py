@@ -15,6 +15,7 @@ from models.conversation import ConversationRecord, MessageRecord
 from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
 from models.inbox import InboxItem, StoredItem
+from models.tenant import Tenant
 
 Delivery = tuple[str, Sequence[InboxItem]] | tuple[str, Sequence[InboxItem], RawDelivery]
 """(dedup key of the delivery, its items[, its raw body for the archive])."""
@@ -618,4 +619,51 @@ class AccountSource(Protocol):
         self, tenant_id: str, waba_id: str, page_size: int = 100
     ) -> Sequence[TemplateFacts]:
         """Every template of the WABA, all pages of `page_size`."""
+        ...
+
+
+class TenantRegistry(Protocol):
+    """The tenants (models/tenant.py) in the state store: Redis keys under the inbox's
+    prefix, a table in the embedded database (adapters/redis_tenants.py,
+    sqlite_tenants.py). Every change bumps `version`, which each process polls to reload
+    (cluster/tenant_wiring.py).
+
+    `put` and `delete` are atomic against each other: the whole set after the change is
+    checked as a TenantDirectory (an id claimed twice, two defaults: TenantConflict, nothing
+    written). A deleted id is remembered so that seeding from WA_TENANTS_FILE does not bring
+    it back. Every failure of the store is a TransientError.
+    """
+
+    async def version(self) -> int:
+        """The registry's version (0: never written)."""
+        ...
+
+    async def load(self) -> tuple[int, list[Tenant]]:
+        """The version and every tenant, read together (one snapshot)."""
+        ...
+
+    async def get(self, tenant_id: str) -> Tenant | None:
+        """The tenant (None: not registered)."""
+        ...
+
+    async def put(self, tenant: Tenant, *, create: bool) -> int:
+        """Store the tenant (create: TenantExists if it is registered; else TenantNotFound
+        unless it is); TenantConflict when the resulting set conflicts. The new version."""
+        ...
+
+    async def delete(self, tenant_id: str) -> int:
+        """Remove the tenant (TenantNotFound unless registered). The new version."""
+        ...
+
+    async def seed(self, tenants: Sequence[Tenant]) -> list[str]:
+        """Add the tenants the registry has never held (neither registered nor deleted),
+        in one atomic step, skipping any that would conflict (logged); their ids."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise TransientError unless the store answers."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
         ...
