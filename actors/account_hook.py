@@ -65,15 +65,19 @@ class AccountHook:
         self.failures = 0
         self.last_error: str | None = None
 
-    def committed(self, events: Sequence[NormalizedEvent]) -> None:
+    def committed(
+        self, events: Sequence[NormalizedEvent], filtered: Sequence[NormalizedEvent] = ()
+    ) -> None:
         """Count a committed batch and pick its account changes (never raises: the
-        batch is committed whatever happens here)."""
+        batch is committed whatever happens here). `filtered`: its events the tenant's
+        forward rule kept back, counted as such (`filtered:<category>:<type>`); their
+        account changes apply all the same (the account state is the service's)."""
         try:
-            for tenant_id, counters in tally(events).items():
+            for tenant_id, counters in tally(events, filtered).items():
                 self._counts.setdefault(tenant_id, Counter()).update(counters)
                 if self._metrics is not None:
                     self._metrics.counted(tenant_id, counters)
-            for event in events:
+            for event in (*events, *filtered):
                 change = change_of(event)
                 if change is not None:
                     self._changes.append(change)

@@ -9,6 +9,7 @@ down, so the binary unit never refuses a file Meta let through.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -77,6 +78,18 @@ class MediaLimits:
     # Wall-clock bound on describing one file (Pillow, PyAV, pypdf) before it is refused.
     decode_timeout_s: float = 30.0
     allowed_types: Mapping[str, frozenset[str]] = field(default_factory=_meta_allowed)
+
+    def capped(self, media_type: str, cap: int | None) -> MediaLimits:
+        """These limits with a tenant's cap for one type, where it is lower (a tenant
+        cannot raise the service's cap: it bounds the work folder and the memory)."""
+        if cap is None:
+            return self
+        names = (
+            ("max_bytes_sticker", "max_bytes_sticker_animated")
+            if media_type == "sticker"
+            else (f"max_bytes_{media_type}",)
+        )
+        return dataclasses.replace(self, **{n: min(getattr(self, n), cap) for n in names})
 
     def max_bytes(self, media_type: str, *, animated: bool = False) -> int:
         """The cap for a message type (a sticker's is the animated one when animated)."""

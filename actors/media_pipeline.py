@@ -88,6 +88,14 @@ class MediaPipeline:
         if self.scanner is not None:
             await self.scanner.close()
 
+    def _limits(self, job: MediaJob) -> MediaLimits:
+        """The limits for this job: the service's, its type's cap lowered by the tenant's."""
+        return self.limits.capped(job.media_type, job.max_bytes)
+
+    def _ttl(self, job: MediaJob) -> float:
+        """How long the job's file URLs live: the tenant's, else the service's."""
+        return self.url_ttl_s if job.url_ttl_s is None else job.url_ttl_s
+
     async def _fetch(self, job: MediaJob, key: str, folder: Path) -> MediaFile:
         download = folder / "download"
         info = await self._resolve(job)
@@ -104,7 +112,7 @@ class MediaPipeline:
                 expected_sha256=(job.declared_sha256, info.sha256),
                 expected_size=info.file_size,
                 animated=job.animated,
-                limits=self.limits,
+                limits=self._limits(job),
             )
             await self._scan(download)
             clean = await self._sanitize(download, inspection, folder)
@@ -126,7 +134,7 @@ class MediaPipeline:
     async def _download(self, job: MediaJob, info: MediaInfo, dest: Path) -> MediaInfo:
         """The file at `dest`; the MediaInfo it came from (a second one when the first URL
         had expired: Meta's URLs live about 5 minutes, and a slow queue outlives one)."""
-        cap = self.limits.max_bytes(job.media_type, animated=True)
+        cap = self._limits(job).max_bytes(job.media_type, animated=True)
         for attempt in (1, 2):
             try:
                 await self.source.download(job.tenant_id, info, dest, cap)
@@ -224,6 +232,7 @@ class MediaPipeline:
             stored_size=stored_size,
         )
         return self._file(
+            job,
             key,
             inspection.sha256,
             inspection.size,
@@ -253,6 +262,7 @@ class MediaPipeline:
         except ValueError:
             return None  # written by something else: fetch anew, the put replaces it
         return self._file(
+            job,
             key,
             sha256,
             size,
@@ -265,6 +275,7 @@ class MediaPipeline:
 
     def _file(
         self,
+        job: MediaJob,
         key: str,
         sha256: str,
         size: int,
@@ -274,8 +285,8 @@ class MediaPipeline:
         metadata: MediaMetadata,
         thumb: str | None,
     ) -> MediaFile:
-        url, expires = self.store.url(key, self.url_ttl_s)
-        thumb_url = self.store.url(thumb, self.url_ttl_s)[0] if thumb is not None else None
+        url, expires = self.store.url(key, self._ttl(job))
+        thumb_url = self.store.url(thumb, self._ttl(job))[0] if thumb is not None else None
         return MediaFile(
             status="stored",
             object_key=key,

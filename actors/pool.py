@@ -22,7 +22,15 @@ from actors.archiver import Archiver, ArchiverStatus
 from actors.media_fetch import MediaFetcher
 from actors.media_pool import PipelineFactory, start_media_workers
 from actors.shard import ShardConfig
-from actors.shard_actor import ShardActor, ShardDepsFactory, ShardStatus, shard_actor_options
+from actors.shard_actor import (
+    BudgetFactory,
+    LiveTenants,
+    ShardActor,
+    ShardDepsFactory,
+    ShardStatus,
+    shard_actor_options,
+)
+from actors.tenant_limiter import end_limiters
 
 _HEALTH_WAIT_S = 10.0
 log = structlog.get_logger("pool")
@@ -59,7 +67,10 @@ class ShardPool:
         media: MediaPoolSpec | None = None,
         refresher_factory: Callable[[], AccountRefresher] | None = None,
         hook_factory: Callable[[], AccountHook] | None = None,
+        tenants_factory: Callable[[], LiveTenants] | None = None,
+        budget_factory: BudgetFactory | None = None,
     ) -> None:
+        self._prefix = name_prefix
         # The archiver (actors/archiver.py) is a loop on this replica's event loop, not an
         # actor of its own: it only waits on I/O, and a process more costs ~100 MB.
         self._archiver = archiver_factory() if archiver_factory is not None else None
@@ -78,7 +89,7 @@ class ShardPool:
         fetcher = media.fetcher if media is not None else None
         self._shards = [
             ShardActor.options(**shard_actor_options(p, name_prefix)).remote(  # type: ignore[attr-defined]
-                config_for(p), deps_factory, fetcher, hook_factory
+                config_for(p), deps_factory, fetcher, hook_factory, tenants_factory, budget_factory
             )
             for p in range(partitions)
         ]
@@ -161,6 +172,8 @@ class ShardPool:
         finally:
             for actor in [*self._shards, *self._media_workers]:
                 ray.kill(actor, no_restart=True)
+            # The tenant limiters are detached (actors/tenant_limiter.py): ended by name.
+            end_limiters(self._prefix)
 
 
 def _running(

@@ -59,19 +59,29 @@ class ReorderBuffer:
         """Whether the entry is held (a store may hand out a pending entry again)."""
         return entry_id in self._ids
 
-    def add(self, stored: StoredItem, draft: EventDraft, arrival: int, now: float) -> None:
+    def add(
+        self,
+        stored: StoredItem,
+        draft: EventDraft,
+        arrival: int,
+        now: float,
+        window_s: float | None = None,
+    ) -> None:
         """Hold an entry until it is due (an entry already held is not held twice).
 
         `arrival` is the entry's place in the partition as this process read it; `now`
         the wall clock, so that an ingress clock ahead of the shard's cannot hold an entry
-        longer than the window."""
+        longer than the window; `window_s` the entry's own window (its tenant's rule),
+        else the buffer's. Every entry of a conversation has its tenant's window, so a
+        conversation's entries are due in arrival order whatever the other tenants'."""
         if stored.entry_id in self._ids:
             return
         held = Held(
             stored=stored,
             draft=draft,
             order=(believed_time(draft).timestamp(), arrival),
-            due=min(draft.item.received_at.timestamp(), now) + self.window_s,
+            due=min(draft.item.received_at.timestamp(), now)
+            + (self.window_s if window_s is None else window_s),
         )
         cid = draft.item.conversation_id
         bisect.insort(self._by_conversation.setdefault(cid, []), held, key=lambda h: h.order)

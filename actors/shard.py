@@ -66,8 +66,9 @@ from actors.shard_metrics import ShardMetrics, ShardStats
 from actors.shard_publish import FailureLog
 from actors.shard_retry import Failure, Park, RetryPolicy, attempt, dead_letter
 from actors.shard_stall import StallWatch
+from actors.shard_throttle import PublishBudget, ShardThrottle
 from actors.unsupported import REPLAY_CATEGORY, dead_letter_event, failed_event
-from adapters.errors import AdapterError
+from adapters.errors import AdapterError, RouteUnavailable
 from adapters.ports import Inbox, InboxStats, Publisher, StateWrite
 from models.conversation import ConversationRecord, MessageRecord
 from models.dead_letter import Attempt, DeadLetter, dead_letter_id
@@ -77,10 +78,12 @@ from models.event_keys import short_string
 from models.inbox import InboxItem, StoredItem
 from models.routing import UNOWNED_PARTITION
 from models.tenant import TenantDirectory
+from models.tenant_pii import mask_event
 
 log = structlog.get_logger("shard")
 
 _FLUSH_TIMEOUT_S = 5.0  # a stopping shard's attempt at publishing what its window holds
+_ROUTE_DOWN_S = 1.0  # a tenant's broken route is tried again this often (its entries wait)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +198,10 @@ class GuardedMetrics:
         """See ShardMetrics."""
         self._call("reorder_held", entries)
 
+    def events_filtered(self, tenant_id: str, count: int) -> None:
+        """See ShardMetrics."""
+        self._call("events_filtered", tenant_id, count)
+
 
 @dataclass(slots=True)
 class _Batch:
@@ -204,6 +211,9 @@ class _Batch:
     drafts: list[EventDraft]
     started: float
     events: list[NormalizedEvent] | None = None
+    # The events as published: under their tenants' PII rule (models/tenant_pii.py), one
+    # per `events` member; the clear ones stay the shard's (state, the commit hook).
+    out: list[NormalizedEvent] = field(default_factory=list)
     items: list[InboxItem] = field(default_factory=list)  # each event's item
     state: StateWrite = field(default_factory=StateWrite)
     seen: list[str] = field(default_factory=list)
@@ -233,6 +243,8 @@ class _Ready:
     draft: EventDraft
     arrival: int
     size: int | None = None  # entry_bytes, measured when a batch is cut
+    charged: bool = False  # took its tenant's publish token (actors/shard_throttle.py)
+    held_since: float | None = None  # held for its tenant's tokens from (the throttle's clock)
 
 
 @dataclass(slots=True)
@@ -249,6 +261,8 @@ class _Numbered:
     duplicates: int = 0
     replays: int = 0
     conversation_events: dict[str, int] = field(default_factory=dict)  # by kind
+    # Events their tenant's forward rule does not publish (unnumbered; counted).
+    filtered: list[NormalizedEvent] = field(default_factory=list)
 
 
 class ConversationShard:
@@ -268,13 +282,16 @@ class ConversationShard:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         media: MediaFetcher | None = None,
-        on_commit: Callable[[Sequence[NormalizedEvent]], None] | None = None,
+        on_commit: Callable[[Sequence[NormalizedEvent], Sequence[NormalizedEvent]], None]
+        | None = None,
         tenants: TenantDirectory | None = None,
+        budget: PublishBudget | None = None,
     ) -> None:
         """`media`: fetches media messages' files before they are published
         (actors/shard_media.py); None publishes them without (`data.file` null).
-        `on_commit`: told each committed batch's published events (the account hook:
-        webhook-driven account changes, per-tenant counts); it must not raise.
+        `on_commit`: told each committed batch's published events (in clear) and those
+        their tenant's forward rule kept back (the account hook: webhook-driven account
+        changes, per-tenant counts); it must not raise.
         `tenants`: the live tenant directory (kept current by the actor's registry
         watcher, cluster/tenant_wiring.py) whose rules the shard applies; None: every
         tenant has the default rules."""
@@ -311,7 +328,22 @@ class ConversationShard:
         # Conversations whose item failed, with their entries, until their next try.
         self._park: Park[_Ready] = Park(lambda r: r.stored.entry_id)
         # Media fetches, and the conversations held until their file is ready.
-        self._media: MediaWaits[_Ready] = MediaWaits(media, lambda r: r.stored.entry_id)
+        self._media: MediaWaits[_Ready] = MediaWaits(
+            media, lambda r: r.stored.entry_id, lambda t: self._tenants.rules(t).media
+        )
+        # Tenants' publish budgets, and the conversations held while theirs is spent.
+        self._throttle: ShardThrottle[_Ready] | None = (
+            ShardThrottle(
+                budget.leases,
+                lambda r: r.stored.entry_id,
+                lambda r: (r.draft.tenant_id, r.draft.item.conversation_id),
+                budget.lease_s,
+                budget.max_held,
+                budget.metrics,
+            )
+            if budget is not None
+            else None
+        )
 
     def stop(self) -> None:
         """Finish the batch in hand, then return from run() and report_backlog()."""
@@ -337,6 +369,7 @@ class ConversationShard:
             and not self._in_hand()
             and not len(self._park)
             and not len(self._media)
+            and not self._throttled()
         ):
             self._stall.idle()
 
@@ -373,6 +406,8 @@ class ConversationShard:
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
                 backoff = min(backoff * 2, self.config.max_backoff_s)
         await self._flush()
+        if self._throttle is not None:
+            self._throttle.close()  # leases in flight; a resumed loop starts them again
 
     async def _flush(self) -> None:
         """Stopping: publish what the reorder window holds (in order) rather than leave it
@@ -394,8 +429,11 @@ class ConversationShard:
     async def report_backlog(self, every_s: float = 5.0) -> None:
         """Until stop(): measure the partition's backlog (the lag to alert on) and its
         stall every `every_s`; partition 0's shard also the shared store and the unowned
-        partition's size."""
+        partition's size. And start the limiters of tenants new to the directory (a
+        tenant's first entries must not wait for its limiter's process to start)."""
         while not self._stopping.is_set():
+            if self._throttle is not None:
+                self._throttle.warm(self._tenants.ids)
             with contextlib.suppress(Exception):  # a store outage shows as a stale gauge
                 entries = await self._inbox.backlog(self.config.partition)
                 self._metrics.backlog_measured(entries)
@@ -447,12 +485,15 @@ class ConversationShard:
             or self._in_hand()
             or bool(len(self._park))
             or bool(len(self._media))
+            or self._throttled()
         )
         self._stall.advanced(still_pending=waiting)
         self._records.put(batch.state.conversations)
         events = batch.events or []
-        if self._on_commit is not None and events:
-            self._on_commit(events)
+        self._settle(batch, events)
+        filtered = batch.numbered.filtered if batch.numbered is not None else []
+        if self._on_commit is not None and (events or filtered):
+            self._on_commit(events, filtered)
         if batch.numbered is not None:
             self._report(batch.numbered)
         self._metrics.batch_committed(len(events), clock() - batch.started, batch.publish_s)
@@ -467,6 +508,9 @@ class ConversationShard:
                 # The recorded batch waits whole for its files and nothing may go before
                 # it: wait for a fetch to end (no read would block this loop instead).
                 await self._media.wait(self.config.block_ms / 1000)
+            elif self._throttle is not None and self._throttle.full:
+                # Read no more (the known limit, docs/tenants.md): wait for a lease.
+                await self._throttle.wait(self.config.block_ms / 1000)
             return None
         self._batch = _Batch(
             stored=[r.stored for r in cut],
@@ -527,6 +571,7 @@ class ConversationShard:
             return
         batch.numbered = numbered
         batch.events, batch.items, batch.seen = numbered.events, numbered.items, numbered.marks
+        batch.out = self._masked(numbered.events)
         batch.origins = numbered.origins
         batch.state = StateWrite(conversations=numbered.records, messages=numbered.messages)
 
@@ -563,8 +608,11 @@ class ConversationShard:
         if park:
             self._park_conversations(batch, park, clock())
 
-    def _park_conversations(self, batch: _Batch, park: dict[str, int], now: float) -> None:
-        """Move the entries of these conversations out of the batch into the park."""
+    def _park_conversations(
+        self, batch: _Batch, park: dict[str, int], now: float, wait_s: float | None = None
+    ) -> None:
+        """Move the entries of these conversations out of the batch into the park (for
+        the backoff of their attempts, or `wait_s`)."""
         keep = [i for i, d in enumerate(batch.drafts) if d.item.conversation_id not in park]
         for cid, tried in park.items():
             entries = [
@@ -575,7 +623,10 @@ class ConversationShard:
             # Its later entries held for their media go into the park behind it (one
             # place per conversation: actors/shard_media.py).
             entries += self._media.take(cid)
-            self._park.park(cid, entries, now + self._retry.delay(tried))
+            if self._throttle is not None:  # held for its tenant's tokens: behind it too
+                entries += self._throttle.take(cid)
+            delay = self._retry.delay(tried) if wait_s is None else wait_s
+            self._park.park(cid, entries, now + delay)
         renumber = {old: new for new, old in enumerate(keep)}
         batch.dead = {renumber[i]: letter for i, letter in batch.dead.items() if i in renumber}
         batch.stored = [batch.stored[i] for i in keep]
@@ -608,6 +659,14 @@ class ConversationShard:
             self._metrics.conversation_events(kind, count)
         if numbered.replays:
             self._metrics.replays_quarantined(numbered.replays)
+        if numbered.filtered:
+            known = self._tenants.ids  # the bounded label set: ids from the registry
+            by_tenant: dict[str, int] = {}
+            for event in numbered.filtered:
+                label = event.tenant_id if event.tenant_id in known else "_other"
+                by_tenant[label] = by_tenant.get(label, 0) + 1
+            for tenant_id, count in by_tenant.items():
+                self._metrics.events_filtered(tenant_id, count)
 
     async def _fill_ready(self) -> None:
         """Make entries ready to batch, unless some are: first (once per process) the
@@ -624,17 +683,19 @@ class ConversationShard:
         drafts = [self._media.start(e.entry_id, normalize(e.item)) for e in fresh]
         arrivals = [next(self._arrivals) for _ in fresh]
         passing: list[_Ready] = []
-        if self.config.reorder_window_ms > 0 and fresh:
+        # Each entry's window: its tenant's rule, else the service's (0: passes at once).
+        windows = [self._window_s(d.tenant_id) for d in drafts]
+        if any(w > 0 for w in windows):
             inbound = {d.item.conversation_id for d in drafts if is_inbound_message(d.item)}
             records = await self._load_records(inbound)
             now = self._wall()
-            for entry, draft, arrival in zip(fresh, drafts, arrivals, strict=True):
+            for entry, draft, arrival, window in zip(fresh, drafts, arrivals, windows, strict=True):
                 # Redelivered entries (a crashed process's) are not held: a restart takes
                 # them in entry order, which is what makes its events those of the first
                 # attempt (a batch published in another order was recorded: _load_replay).
-                held = entry.deliveries == 1 and is_inbound_message(draft.item)
+                held = window > 0 and entry.deliveries == 1 and is_inbound_message(draft.item)
                 if held and not _late(records, draft):
-                    self._reorder.add(entry, draft, arrival, now)
+                    self._reorder.add(entry, draft, arrival, now, window)
                 else:
                     passing.append(_Ready(entry, draft, arrival))
         else:
@@ -669,6 +730,13 @@ class ConversationShard:
             held = self._media.release()
             if held:
                 self._ready = _after_their_own(self._ready, held)
+                self._ready_bounded = False
+        if self._throttle is not None and len(self._throttle):
+            waited = self._throttle.release()
+            for ready, since in waited:
+                ready.held_since = since
+            if waited:
+                self._ready = _after_their_own(self._ready, [r for r, _ in waited])
                 self._ready_bounded = False
 
     async def _load_replay(self) -> None:
@@ -709,7 +777,7 @@ class ConversationShard:
             for ready in whole:
                 ready.draft = self._media.attach(ready.stored.entry_id, ready.draft)
             return whole, False  # still recorded: only its commit clears the record
-        if not self._park_behind() or not self._hold_for_media():
+        if not self._park_behind() or not self._hold_for_media() or not self._hold_for_budget():
             return [], False
         if self._ready_bounded:
             return list(self._ready), self._reordered(self._ready)
@@ -727,7 +795,8 @@ class ConversationShard:
     def _park_behind(self) -> bool:
         """Park (or hold) the ready entries of parked (or held) conversations behind their
         earlier ones; whether any ready entry is left."""
-        if len(self._park) or len(self._media):
+        throttle = self._throttle
+        if len(self._park) or len(self._media) or (throttle is not None and len(throttle)):
             kept: list[_Ready] = []
             for ready in self._ready:
                 cid = ready.draft.item.conversation_id
@@ -735,10 +804,51 @@ class ConversationShard:
                     self._park.behind(cid, ready)
                 elif self._media.holds(cid):
                     self._media.behind(cid, ready)
+                elif throttle is not None and throttle.holds(cid) and not ready.charged:
+                    # (A charged entry was let in before its conversation was held: it is
+                    # earlier than the held ones, left over by a cut, and goes first.)
+                    throttle.behind(cid, ready, ready.held_since)
                 else:
                     kept.append(ready)
             self._ready = kept
         return bool(self._ready)
+
+    def _hold_for_budget(self) -> bool:
+        """Let ready entries take their tenant's publish token; hold each conversation
+        from its first entry that finds none, with every later entry of it, so it stays
+        in order while other tenants' are batched; whether any ready entry is left."""
+        throttle = self._throttle
+        if throttle is None:
+            return bool(self._ready)
+        kept: list[_Ready] = []
+        for ready in self._ready:
+            cid = ready.draft.item.conversation_id
+            if throttle.holds(cid) and not ready.charged:
+                throttle.behind(cid, ready, ready.held_since)
+            elif ready.charged or throttle.admit(ready, ready.held_since):
+                if not ready.charged and ready.held_since is not None:
+                    throttle.admitted_after_hold(ready, ready.held_since)
+                ready.charged = True
+                kept.append(ready)
+        self._ready = kept
+        return bool(kept)
+
+    def _throttled(self) -> bool:
+        """Entries are held for their tenants' tokens."""
+        return self._throttle is not None and bool(len(self._throttle))
+
+    def _settle(self, batch: _Batch, events: Sequence[NormalizedEvent]) -> None:
+        """Charge each tenant the committed batch's events beyond the one token each of
+        its entries took (state events), or give back what it took for none (duplicates)."""
+        if self._throttle is None:
+            return
+        difference: dict[str, int] = {}
+        for draft in batch.drafts:
+            difference[draft.tenant_id] = difference.get(draft.tenant_id, 0) - 1
+        for event in events:
+            difference[event.tenant_id] = difference.get(event.tenant_id, 0) + 1
+        for tenant_id, tokens in difference.items():
+            self._throttle.settle(tenant_id, tokens)
 
     def _hold_for_media(self) -> bool:
         """Give ready media messages their fetched files; hold each conversation from its
@@ -786,6 +896,11 @@ class ConversationShard:
         if self._flushing or self._media.due():
             return None
         waits = []
+        check = self._throttle.next_check_ms() if self._throttle is not None else None
+        if check == 0:
+            return None  # a held tenant has tokens: release its conversations first
+        if check is not None:
+            waits.append(float(check))
         due = self._reorder.next_due()
         if due is not None:
             waits.append((due - self._wall()) * 1000)
@@ -805,8 +920,8 @@ class ConversationShard:
         a store re-reading its pending entries after a failed read hands them out again."""
         if not self._cutter.holding:
             block_ms = self._read_block_ms()
-            if block_ms is None:
-                return []
+            if block_ms is None or (self._throttle is not None and self._throttle.full):
+                return []  # a held entry is due now; or the holds are full: read no more
             stored = await self._inbox.read(
                 self.config.partition, self._cutter.read_count(), block_ms
             )
@@ -817,6 +932,7 @@ class ConversationShard:
                 and s.entry_id not in self._replayed
                 and s.entry_id not in self._park.ids
                 and s.entry_id not in self._media.ids
+                and (self._throttle is None or s.entry_id not in self._throttle.ids)
             ]
             # Held before anything else: an entry read and not held would be lost to this
             # process (each is handed over once per process) and later ones go first.
@@ -838,7 +954,12 @@ class ConversationShard:
         if batch.events:
             publish_started = clock()
             try:
-                rejected = await self._publisher.publish(batch.events)
+                rejected = await self._publisher.publish(batch.out)
+            except RouteUnavailable as exc:
+                self._metrics.publish_failed()
+                if not self._route_down(batch, exc.tenants, clock):
+                    raise
+                return  # the other conversations are sequenced again, then published
             except AdapterError:
                 self._metrics.publish_failed()
                 raise
@@ -854,6 +975,27 @@ class ConversationShard:
                 return  # sequenced again (parked or dead), then published
             batch.publish_s = clock() - publish_started
         batch.published = True
+
+    def _route_down(
+        self, batch: _Batch, tenants: frozenset[str], clock: Callable[[], float]
+    ) -> bool:
+        """Some tenants' route (their vhost or exchange) is down and nothing was sent:
+        park their conversations of the batch for a backoff, no attempt counted (no
+        item's fault: never dead-lettered), so the other tenants' go on, this batch's
+        rest and the next ones (a batch only theirs is parked whole). False when no
+        conversation of the batch is theirs."""
+        down = {d.item.conversation_id for d in batch.drafts if d.tenant_id in tenants}
+        if not down:
+            return False
+        log.warning(
+            "shard_route_down",
+            partition=self.config.partition,
+            tenants=sorted(short_string(t) for t in tenants)[:10],
+            conversations=len(down),
+        )
+        self._park_conversations(batch, dict.fromkeys(down, 1), clock(), _ROUTE_DOWN_S)
+        batch.events = None
+        return True
 
     async def _sequence(
         self, drafts: list[EventDraft], dead: Mapping[int, DeadLetter] | None = None
@@ -917,18 +1059,26 @@ class ConversationShard:
                 self._log(draft.item, draft.event_id, "state_event", exc)
                 self._metrics.items_failed("state_event", 1)
                 continue
+            if not self._forwards(event):
+                numbered.filtered.append(event)  # the record changed all the same
+                continue
             seq += 1
             numbered.events.append(event)
             numbered.items.append(draft.item)
             numbered.origins.append(index)
-        seq += 1
         if letter is not None:
-            own = dead_letter_event(draft.item, seq, self._too_old(draft), letter)
+            own = dead_letter_event(draft.item, seq + 1, self._too_old(draft), letter)
         else:
-            own = self._number(index, draft, seq, numbered, applied)
-        numbered.events.append(own)
-        numbered.items.append(draft.item)
-        numbered.origins.append(index)
+            own = self._number(index, draft, seq + 1, numbered, applied)
+        if letter is None and not self._forwards(own):
+            # Not published and unnumbered: consumers see contiguous sequences; the raw
+            # delivery is in the archive, the count in the tenant's stats.
+            numbered.filtered.append(own)
+        else:
+            seq += 1
+            numbered.events.append(own)
+            numbered.items.append(draft.item)
+            numbered.origins.append(index)
         counts = numbered.conversation_events
         for kind, happened in (
             ("created", applied.created),
@@ -1012,6 +1162,27 @@ class ConversationShard:
                 tenant_id=short_string(draft.tenant_id),
             )
         return event
+
+    def _masked(self, events: list[NormalizedEvent]) -> list[NormalizedEvent]:
+        """The events under their tenants' PII rule, as published (models/tenant_pii.py:
+        pure, no validation, so no value makes it raise); placeholders' raw items too.
+        The store keeps the clear values."""
+        tenants = self._tenants
+        return [mask_event(event, tenants.get(event.tenant_id)) for event in events]
+
+    def _window_s(self, tenant_id: str) -> float:
+        """The tenant's reorder window in seconds (its rule, else the service's)."""
+        own = self._tenants.rules(tenant_id).reorder_window_ms
+        return (self.config.reorder_window_ms if own is None else own) / 1000
+
+    def _forwards(self, event: NormalizedEvent) -> bool:
+        """Whether the event's tenant publishes it (its forward rule; docs/tenants.md).
+        The service's quarantines (`replay`; dead letters' placeholders never get here)
+        are always published: they are the service's, not the tenant's, events."""
+        rule = self._tenants.rules(event.tenant_id).forward
+        if rule is None or event.category == REPLAY_CATEGORY:
+            return True
+        return rule.forwards(event.category, event.type)
 
     def _too_old(self, draft: EventDraft) -> bool:
         limit = self.config.max_item_age_s

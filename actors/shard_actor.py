@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 import ray
 from pydantic import BaseModel, ConfigDict
@@ -15,9 +15,41 @@ from actors.account_hook import AccountHook
 from actors.media_fetch import MediaFetcher
 from actors.shard import ConversationShard, ShardConfig
 from actors.shard_metrics import ShardStats
-from adapters.ports import Inbox, InboxStats, Publisher
+from actors.shard_throttle import PublishBudget
+from adapters.ports import Inbox, InboxStats, Publisher, Routes
+from models.tenant import TenantDirectory
 
-ShardDepsFactory = Callable[[], tuple[Inbox, Publisher]]
+
+class ShardDepsFactory(Protocol):
+    """The actor's inbox and publisher; `routes`: the tenants' routing rules (read from
+    the actor's live directory) the publisher applies."""
+
+    def __call__(self, routes: Routes | None = None) -> tuple[Inbox, Publisher]: ...
+
+
+LiveTenants = tuple[
+    TenantDirectory, Callable[[], Coroutine[Any, Any, None]], Callable[[], Awaitable[object]]
+]
+"""A live tenant directory, the loop that keeps it current (run by the actor), and its
+immediate load (awaited before the pull loop starts)."""
+BudgetFactory = Callable[[Callable[[], frozenset[str]]], PublishBudget | None]
+"""The tenants' publish budget (actors/shard_throttle.py), given the ids metrics may carry."""
+
+
+def _routes(live: LiveTenants | None) -> Routes | None:
+    """The live directory's routing rules (None without one: the service's route)."""
+    if live is None:
+        return None
+    directory = live[0]
+    return lambda tenant_id: directory.rules(tenant_id).routing
+
+
+def _known_ids(live: LiveTenants | None) -> Callable[[], frozenset[str]]:
+    """The live directory's tenant ids (none without one: every label is `other`)."""
+    if live is None:
+        return frozenset
+    directory = live[0]
+    return lambda: directory.ids
 
 
 class ShardStatus(BaseModel):
@@ -128,6 +160,11 @@ class RayShardMetrics:
             description="Entries the reorder window holds (uncommitted, due within the window).",
             tag_keys=keys,
         )
+        self._filtered = metrics.Counter(
+            "wa_shard_events_filtered",
+            description="Events not published by their tenant's forward rule (archived, counted).",
+            tag_keys=("partition", "tenant"),
+        )
         self._rejected = metrics.Counter(
             "wa_shard_events_rejected",
             description="Events the publisher rejected before sending (their items' failed "
@@ -169,6 +206,7 @@ class RayShardMetrics:
             self._rejected,
             self._conversation_events,
             self._held,
+            self._filtered,
         ):
             metric.set_default_tags(tags)
 
@@ -236,6 +274,11 @@ class RayShardMetrics:
         self.stats.reorder_held(entries)
         self._held.set(entries)
 
+    def events_filtered(self, tenant_id: str, count: int) -> None:
+        """Count events kept back by their tenant's forward rule (tenant: a registry id)."""
+        self.stats.events_filtered(tenant_id, count)
+        self._filtered.inc(count, tags={"tenant": tenant_id})
+
     def stall_measured(self, seconds: float) -> None:
         """Set the stall gauge."""
         self.stats.stall_measured(seconds)
@@ -266,8 +309,16 @@ class ShardActor:
         deps_factory: ShardDepsFactory,
         media_factory: Callable[[], MediaFetcher | None] | None = None,
         hook_factory: Callable[[], AccountHook] | None = None,
+        tenants_factory: Callable[[], LiveTenants] | None = None,
+        budget_factory: BudgetFactory | None = None,
     ) -> None:
-        self._inbox, self._publisher = deps_factory()
+        # The live tenant directory and the loop that keeps it current (the registry's
+        # watcher, cluster/tenant_wiring.py), run like the hook's loop.
+        live = tenants_factory() if tenants_factory is not None else None
+        self._inbox, self._publisher = deps_factory(routes=_routes(live))
+        self._tenants_loop = live[1] if live is not None else None
+        self._live = live
+        self._watching: asyncio.Task[None] | None = None
         self._metrics = RayShardMetrics(config.partition)
         media = media_factory() if media_factory is not None else None
         # Account changes from webhooks and per-tenant counts, after each commit.
@@ -279,6 +330,8 @@ class ShardActor:
             self._metrics,
             media=media,
             on_commit=self._hook.committed if self._hook is not None else None,
+            tenants=live[0] if live is not None else None,
+            budget=budget_factory(_known_ids(live)) if budget_factory is not None else None,
         )
         self._hooking: asyncio.Task[None] | None = None
         self._loop: asyncio.Task[None] | None = None
@@ -286,14 +339,27 @@ class ShardActor:
 
     async def ensure_running(self) -> ShardStatus:
         """Start the pull loop if it is not running (also after an actor restart)."""
-        if self._loop is None or self._loop.done():
+        if (self._loop is None or self._loop.done()) and await self._tenants_loaded():
             self._shard.resume()
             self._loop = asyncio.create_task(self._shard.run())
         if self._backlog is None or self._backlog.done():
             self._backlog = asyncio.create_task(self._shard.report_backlog())
         if self._hook is not None and (self._hooking is None or self._hooking.done()):
             self._hooking = asyncio.create_task(self._hook.run())
+        if self._tenants_loop is not None and (self._watching is None or self._watching.done()):
+            self._watching = asyncio.create_task(self._tenants_loop())
         return await self.status()
+
+    async def _tenants_loaded(self) -> bool:
+        """Whether the registry's tenants are loaded (loading them now if not). The pull
+        loop waits for them: until then the directory holds the tenants file's, without
+        the registry's rules and pii_key, and an event published then could carry a clear
+        or differently hashed number. Not loaded (the store down, as the inbox then is):
+        the pool's next health check tries again."""
+        if self._live is None or self._live[0].registry_version is not None:
+            return True
+        await self._live[2]()
+        return self._live[0].registry_version is not None
 
     async def status(self) -> ShardStatus:
         """Counters and the partition's backlog."""
@@ -322,6 +388,8 @@ class ShardActor:
         self._shard.stop()
         if self._backlog is not None:
             self._backlog.cancel()
+        if self._watching is not None:
+            self._watching.cancel()
         if self._loop is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._loop), timeout=timeout_s)

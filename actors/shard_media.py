@@ -28,6 +28,7 @@ from actors.event_draft import EventDraft
 from actors.media_fetch import MediaFetcher, media_job
 from models.event_message import MediaData
 from models.media import MediaFile
+from models.tenant import MediaRule
 
 T = TypeVar("T")
 log = structlog.get_logger("shard_media")
@@ -50,6 +51,20 @@ def with_file(draft: EventDraft, file: MediaFile) -> EventDraft:
     )
 
 
+def tenant_skip(rule: MediaRule | None, data: MediaData) -> MediaFile | None:
+    """The `skipped` file of a media message the tenant's policy does not fetch
+    (`download` false: `disabled`; its type not in `types`: `type_disabled`), else None."""
+    if rule is None:
+        return None
+    if not rule.download:
+        return MediaFile(status="skipped", reason="disabled", detail="the tenant's media policy")
+    if rule.types is not None and data.media_type not in rule.types:
+        return MediaFile(
+            status="skipped", reason="type_disabled", detail="the tenant's media policy"
+        )
+    return None
+
+
 class MediaWaits(Generic[T]):
     """A shard's media fetches by entry id, and the conversations held for them."""
 
@@ -57,9 +72,13 @@ class MediaWaits(Generic[T]):
         self,
         fetcher: MediaFetcher | None,
         entry_id: Callable[[T], str],
+        rules: Callable[[str], MediaRule | None] | None = None,
     ) -> None:
+        """`rules`: each tenant's media policy (its rule, read at each start; None: the
+        service's settings alone)."""
         self._fetcher = fetcher
         self._entry_id = entry_id
+        self._rules = rules
         self._tasks: dict[str, asyncio.Task[MediaFile]] = {}
         self._held: dict[str, list[T]] = {}
         self.ids: set[str] = set()  # entry ids held (a store re-reading them: skipped)
@@ -81,8 +100,15 @@ class MediaWaits(Generic[T]):
         try:
             if not self._fetcher.wanted(data):
                 return with_file(draft, self._fetcher.skipped(data))
+            rule = self._rules(draft.tenant_id) if self._rules is not None else None
+            skipped = tenant_skip(rule, data)
+            if skipped is not None:
+                return with_file(draft, skipped)
             if entry_id not in self._tasks:
                 job = media_job(draft.item, data, draft.occurred_at)
+                if rule is not None:
+                    cap = (rule.max_bytes or {}).get(data.media_type)
+                    job = job.model_copy(update={"max_bytes": cap, "url_ttl_s": rule.url_ttl_s})
                 self._tasks[entry_id] = asyncio.ensure_future(self._fetcher.fetch(job))
         except Exception as exc:
             # Read on every pass of the loop: raising here would retry the partition for

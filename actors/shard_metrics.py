@@ -87,6 +87,11 @@ class ShardMetrics(Protocol):
         """The reorder window holds `entries` entries now."""
         ...
 
+    def events_filtered(self, tenant_id: str, count: int) -> None:
+        """`count` events of a committed batch were not published: their tenant's
+        forward rule keeps them back (archived and counted; docs/tenants.md)."""
+        ...
+
 
 @dataclass(slots=True)
 class ShardStats:
@@ -112,6 +117,7 @@ class ShardStats:
     unowned: int | None = None  # the last unowned-partition size (partition 0's shard)
     conversations: dict[str, int] = field(default_factory=dict)  # conversation_events by kind
     held: int = 0  # entries in the reorder window
+    filtered: dict[str, int] = field(default_factory=dict)  # events kept back, by tenant
     errors: list[str] = field(default_factory=list)
     # Replaced on every change: a waiter holds the event of the state it saw, so a change
     # between its check and its wait still wakes it (sync callers cannot notify a Condition).
@@ -196,6 +202,11 @@ class ShardStats:
     def reorder_held(self, entries: int) -> None:
         """Keep the reorder window's size."""
         self.held = entries
+        self._notify()
+
+    def events_filtered(self, tenant_id: str, count: int) -> None:
+        """Count events a tenant's forward rule kept back."""
+        self.filtered[tenant_id] = self.filtered.get(tenant_id, 0) + count
         self._notify()
 
     async def wait_until(self, done: Callable[[ShardStats], bool]) -> None:

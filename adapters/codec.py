@@ -16,12 +16,13 @@ from pamqp import commands
 from pamqp.constants import FRAME_MIN_SIZE
 from pamqp.header import ContentHeader
 
-from adapters.ports import Rejection
+from adapters.ports import Rejection, Routes
 from models.conversation import ConversationRecord, MessageRecord
 from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
 from models.event_keys import routing_key, short_string
 from models.inbox import InboxItem
+from models.tenant import RoutingRule
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 """The largest event body published. RabbitMQ refuses a larger message by closing the
@@ -48,6 +49,9 @@ class WireEvent(NamedTuple):
     body: bytes
     message_id: str  # AMQP short strings: at most 255 bytes
     type: str
+    # The tenant's routing rule's exchange and vhost (None: the service's).
+    exchange: str | None = None
+    vhost: str | None = None
 
 
 def dump_item(item: InboxItem) -> bytes:
@@ -155,7 +159,10 @@ def event_headers(event: NormalizedEvent) -> dict[str, Any]:
 
 
 def encode_event(
-    event: NormalizedEvent, exchange: str = "", max_body: int = MAX_BODY_BYTES
+    event: NormalizedEvent,
+    exchange: str = "",
+    max_body: int = MAX_BODY_BYTES,
+    route: RoutingRule | None = None,
 ) -> WireEvent:
     """The event's body, routing key, headers and properties; raises when it has none.
 
@@ -164,18 +171,26 @@ def encode_event(
     nesting beyond 255 levels, all possible in a decoded `response_json`); then whatever
     marshalling its AMQP frames raises (check_amqp_frames), so that nothing that fails for
     this event alone can fail later, while it is sent.
+
+    `route`: the tenant's routing rule: its prefix goes in front of the routing key
+    (`<prefix>.<tenant>.<category>.<type>`), its exchange and vhost are the wire's.
     """
     body = dump_event(event)
     if len(body) > max_body:
         raise ValueError(f"event body of {len(body)} bytes exceeds {max_body}")
+    key = event.routing_key
+    if route is not None and route.routing_key_prefix:
+        key = f"{route.routing_key_prefix}.{key}"
     wire = WireEvent(
-        routing_key=event.routing_key,
+        routing_key=key,
         headers=event_headers(event),
         body=body,
         message_id=short_string(event.event_id),
         type=routing_key(event.category, event.type),
+        exchange=route.exchange if route is not None else None,
+        vhost=route.vhost if route is not None else None,
     )
-    check_amqp_frames(exchange, wire, amqp_properties(wire))
+    check_amqp_frames(wire.exchange or exchange, wire, amqp_properties(wire))
     return wire
 
 
@@ -218,9 +233,13 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def encode_events(
-    events: Sequence[NormalizedEvent], exchange: str = "", max_body: int = MAX_BODY_BYTES
+    events: Sequence[NormalizedEvent],
+    exchange: str = "",
+    max_body: int = MAX_BODY_BYTES,
+    routes: Routes | None = None,
 ) -> tuple[list[WireEvent], list[Rejection]]:
-    """Every event encoded, or the rejections of those that cannot be (by index).
+    """Every event encoded (under its tenant's routing rule, `routes`), or the rejections
+    of those that cannot be (by index).
 
     Deterministic: the same events are rejected with the same reasons on every call. A
     MemoryError is not the event's fault (the next try may have the memory): it is raised,
@@ -229,8 +248,9 @@ def encode_events(
     encoded: list[WireEvent] = []
     rejected: list[Rejection] = []
     for index, event in enumerate(events):
+        route = routes(event.tenant_id) if routes is not None else None  # not the event's
         try:
-            encoded.append(encode_event(event, exchange, max_body))
+            encoded.append(encode_event(event, exchange, max_body, route))
         except MemoryError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure to encode is this event's alone

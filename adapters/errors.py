@@ -9,6 +9,16 @@ class TransientError(AdapterError):
     """Retry with backoff: broker/store unreachable, timeout, 5xx."""
 
 
+class RouteUnavailable(TransientError):
+    """A tenant's route (its RabbitMQ vhost or exchange, docs/tenants.md) cannot be
+    connected or declared. Nothing of the batch was sent; `tenants` are those whose
+    events take that route, so the shard can hold just their conversations."""
+
+    def __init__(self, message: str, tenants: frozenset[str]) -> None:
+        super().__init__(message)
+        self.tenants = tenants
+
+
 class BrokerMisconfigured(AdapterError):
     """Do not retry: the broker holds an exchange or queue declared with other arguments
     than this configuration's; fix one or the other and restart."""

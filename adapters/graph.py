@@ -70,7 +70,7 @@ from adapters.media_hosts import (
     normalize_host,
     system_resolver,
 )
-from adapters.ports import MediaInfo
+from adapters.ports import GraphBudget, MediaInfo
 
 log = structlog.get_logger("graph")
 
@@ -124,12 +124,16 @@ class GraphClient:
         max_connections: int = 32,
         on_usage: Callable[[str, GraphUsage], None] | None = None,
         resolver: Resolver | None = None,
+        budget: GraphBudget | None = None,
     ) -> None:
         """`token_for(tenant_id)`: the tenant's access token, None when it has none.
         `allowed_hosts`: WA_MEDIA_ALLOWED_HOSTS entries (adapters/media_hosts.py).
         `on_usage(tenant_id, snapshot)`: called after each response that carries usage
         headers (must not raise; the rate limiters of issue 13 read it). `resolver`: DNS
-        for media hosts (default getaddrinfo; tests give their own)."""
+        for media hosts (default getaddrinfo; tests give their own). `budget`: the
+        tenants' Graph call budgets (issue 13, actors/limiter_leases.py), asked before each
+        call (each retry and download included) and told of throttling and usage; None:
+        no budget but Meta's own answers."""
         if not re.fullmatch(r"v\d+\.\d+", api_version):
             raise ValueError(f"Graph API version must look like v23.0, not {api_version!r}")
         self._token_for = token_for
@@ -141,6 +145,7 @@ class GraphClient:
         self._max_retry_wait_s = max_retry_wait_s
         self._max_redirects = max_redirects
         self._on_usage = on_usage
+        self._budget = budget
         self._resolve = resolver or system_resolver
         self._usage: dict[str, GraphUsage] = {}
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
@@ -168,6 +173,8 @@ class GraphClient:
         self._usage[tenant_id] = current
         if self._on_usage is not None:
             self._on_usage(tenant_id, current)
+        if self._budget is not None:
+            self._budget.used(tenant_id, current.peak_pct, current.regain_s)
         return current
 
     # --- retries ---------------------------------------------------------------------
@@ -179,6 +186,8 @@ class GraphClient:
     def _throttled(self, tenant_id: str, error: MetaError, attempt: int) -> GraphThrottled:
         usage = self._usage.get(tenant_id)
         regain = usage.regain_s if usage is not None else 0.0
+        if self._budget is not None:  # Meta's own wait, or 0: the limiter's backoff
+            self._budget.throttled(tenant_id, error.code or error.status, regain)
         return throttled(error, regain or self._retry_base_s * 2**attempt)
 
     async def _retrying(self, what: str, tenant_id: str, once: Callable[[int], Awaitable[T]]) -> T:
@@ -240,6 +249,8 @@ class GraphClient:
         url = f"{self._api}/{path}"
 
         async def once(attempt: int) -> dict[str, Any]:
+            if self._budget is not None:
+                await self._budget.acquire(tenant_id)
             try:
                 response = await self._http.get(url, params=params, headers=headers)
             except httpx.TransportError as exc:
@@ -334,6 +345,8 @@ class GraphClient:
         token = self._token(tenant_id, media=True)
 
         async def once(attempt: int) -> int:
+            if self._budget is not None:
+                await self._budget.acquire(tenant_id)
             try:
                 async with asyncio.timeout(self._download_timeout_s):
                     return await self._download_once(tenant_id, token, info, dest, max_bytes)

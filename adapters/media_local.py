@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 from adapters.errors import TransientError
 from adapters.media_meta import checked_key, checked_metadata
 from adapters.ports import ServedFile, StoredObject, UrlCheck
-from models.media import is_media_key
+from models.media import is_media_key, is_tenant_id
 
 SECRET_FILE = "media-url-secret"  # noqa: S105 -- the file's name, not a secret
 MIN_SECRET_BYTES = 16
@@ -212,6 +212,30 @@ class LocalMediaStore:
         signature = self._signature(checked_key(key), expires)
         url = f"{self._base}/media/{key}?expires={expires}&signature={signature}"
         return url, datetime.fromtimestamp(expires, UTC)
+
+    def _sweep(self, tenant_id: str, older_than: float) -> int:
+        deleted = 0
+        for folder in (self._media / tenant_id, self._quarantine / tenant_id):
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.rglob("*")):
+                # Sidecars and temporary files go with their file (or are a put's own).
+                if path.name.startswith(".") or not path.is_file():
+                    continue
+                if path.stat().st_mtime < older_than:
+                    _sidecar(path).unlink(missing_ok=True)
+                    path.unlink(missing_ok=True)
+                    deleted += 1
+        return deleted
+
+    async def sweep(self, tenant_id: str, older_than: datetime) -> int:
+        """Delete the tenant's files (and sidecars) last written before `older_than`."""
+        if not is_tenant_id(tenant_id):
+            raise ValueError(f"not a tenant id: {tenant_id[:64]!r}")
+        try:
+            return await asyncio.to_thread(self._sweep, tenant_id, older_than.timestamp())
+        except OSError as exc:
+            raise TransientError(f"media folder: {exc}") from exc
 
     async def ping(self) -> None:
         """Both folders exist (created if need be) and are writable."""

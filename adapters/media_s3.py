@@ -35,9 +35,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from adapters.errors import TransientError
 from adapters.media_meta import checked_key, checked_metadata, decode_values, encode_values
 from adapters.ports import StoredObject
+from models.media import is_tenant_id
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
 MAX_URL_TTL_S = 7 * 24 * 3600  # SigV4's longest presigned URL
@@ -157,6 +159,35 @@ class S3MediaStore:
             ExpiresIn=seconds,
         )
         return url, datetime.fromtimestamp(signed_at + seconds, UTC)
+
+    def _sweep(self, tenant_id: str, older_than: datetime) -> int:
+        deleted = 0
+        paginator = self._client.get_paginator("list_objects_v2")
+        for prefix in (self._media, self._quarantine):
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=f"{prefix}{tenant_id}/"):
+                old: list[ObjectIdentifierTypeDef] = [
+                    {"Key": o["Key"]}
+                    for o in page.get("Contents", [])
+                    if o["LastModified"] < older_than
+                ]
+                for start in range(0, len(old), 1000):  # DeleteObjects takes 1,000 at most
+                    chunk = old[start : start + 1000]
+                    reply = self._client.delete_objects(
+                        Bucket=self._bucket, Delete={"Objects": chunk, "Quiet": True}
+                    )
+                    errors = reply.get("Errors", [])
+                    if errors:
+                        raise TransientError(f"s3 sweep: {len(errors)} not deleted: {errors[:1]}")
+                    deleted += len(chunk)
+        return deleted
+
+    async def sweep(self, tenant_id: str, older_than: datetime) -> int:
+        """Delete the tenant's objects under both prefixes last modified before
+        `older_than` (listed, then DeleteObjects in chunks of 1,000)."""
+        if not is_tenant_id(tenant_id):
+            raise ValueError(f"not a tenant id: {tenant_id[:64]!r}")
+        deleted: int = await self._call("sweep", self._sweep, tenant_id, older_than)
+        return deleted
 
     async def ping(self) -> None:
         """HEAD the bucket."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ from models.conversation import ConversationRecord, MessageRecord
 from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
 from models.inbox import InboxItem, StoredItem
-from models.tenant import Tenant
+from models.tenant import RoutingRule, Tenant
 
 Delivery = tuple[str, Sequence[InboxItem]] | tuple[str, Sequence[InboxItem], RawDelivery]
 """(dedup key of the delivery, its items[, its raw body for the archive])."""
@@ -271,6 +271,12 @@ class Rejection:
     reason: str
 
 
+Routes = Callable[[str], RoutingRule | None]
+"""A tenant id -> its routing rule (None: the service's exchange, vhost and key). The
+publishers are given one at construction (cluster/backends.py), read from the live
+tenant directory of the process (actors/shard_actor.py)."""
+
+
 class Publisher(Protocol):
     """Publishes normalized events; returns only when the broker has confirmed them.
 
@@ -435,6 +441,12 @@ class MediaStore(Protocol):
     def url(self, key: str, ttl_s: float) -> tuple[str, datetime]:
         """A URL that serves the stored object until the returned expiry (S3: presigned;
         the folder: signed for the service's own `GET /media/...`). Local computation."""
+        ...
+
+    async def sweep(self, tenant_id: str, older_than: datetime) -> int:
+        """Delete the tenant's stored and quarantined objects (thumbnails too) written
+        before `older_than` (a tenant's `media.retention_days`); how many were deleted.
+        TransientError when the store does not answer (the next sweep goes on)."""
         ...
 
     async def ping(self) -> None:
@@ -666,4 +678,43 @@ class TenantRegistry(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+class LimiterStateStore(Protocol):
+    """What each tenant's rate limiter (actors/tenant_limiter.py) must find again after a
+    restart: its Graph budget's closure (Meta's `estimated_time_to_regain_access`) and the
+    usage Meta last reported, as a small JSON document per tenant, beside the inbox
+    (adapters/redis_limiter_state.py, sqlite_limiter_state.py). Token balances are not
+    kept: a restarted limiter starts empty. Every failure of the store is a TransientError.
+    """
+
+    async def get(self, tenant_id: str) -> bytes | None:
+        """The tenant's state (None: never stored)."""
+        ...
+
+    async def put(self, tenant_id: str, state: bytes) -> None:
+        """Replace the tenant's state."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class GraphBudget(Protocol):
+    """A Graph API client's per-tenant call budget (the tenant limiters of issue 13):
+    asked before each call, told of Meta's answers. Must not raise but as documented."""
+
+    async def acquire(self, tenant_id: str) -> None:
+        """Wait for the tenant's next call; GraphThrottled when its budget is closed for
+        longer than a caller should wait (Meta throttled it: retry after)."""
+        ...
+
+    def throttled(self, tenant_id: str, code: int, retry_after_s: float) -> None:
+        """Meta answered a throttling code (4, 80007, 130429, 131056, ...)."""
+        ...
+
+    def used(self, tenant_id: str, peak_pct: float, regain_s: float) -> None:
+        """Meta's usage headers: the highest allowance used (percent), the wait (s)."""
         ...

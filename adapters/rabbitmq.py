@@ -4,6 +4,14 @@ Unroutable events (no queue bound for their key yet) are not dropped: the exchan
 alternate exchange `<name>.unrouted` with a durable queue of the same name, so the
 deployment can be bound late without losing anything published before.
 
+Tenants' routes (docs/tenants.md "Processing rules"): a tenant whose routing rule names
+another exchange or RabbitMQ vhost has its events published there, with the rule's prefix
+in front of the routing key. Such an exchange is declared like the main one (durable
+topic, its own `<name>.unrouted` alternate) on first use; another vhost gets its own
+connection (the URL's vhost replaced) and channel, opened on first use. A route that
+cannot be connected or declared is an outage (TransientError): the batch is retried,
+nothing is lost. Dead letters and the consumer queues stay on the service's exchange.
+
 Dead letters: a topic exchange `<name>.dead` and, unless turned off, a durable queue of the
 same name bound with `#`. The consumer queues of WA_RABBITMQ_QUEUES are declared with it
 as their dead-letter exchange (adapters/consumer_queues.py). A queue or exchange that
@@ -17,6 +25,7 @@ import contextlib
 import re
 import time
 from collections.abc import Sequence
+from urllib.parse import quote
 
 import aio_pika
 import structlog
@@ -24,6 +33,7 @@ from aio_pika.abc import AbstractExchange, AbstractRobustChannel, AbstractRobust
 from aio_pika.exceptions import AMQPError
 from aiormq.exceptions import ChannelPreconditionFailed
 from pamqp.commands import Basic
+from yarl import URL
 
 from adapters.codec import (
     CONTENT_TYPE,
@@ -36,8 +46,8 @@ from adapters.codec import (
     failure_reason,
 )
 from adapters.consumer_queues import ConsumerQueue
-from adapters.errors import BrokerMisconfigured, TransientError
-from adapters.ports import Rejection
+from adapters.errors import BrokerMisconfigured, RouteUnavailable, TransientError
+from adapters.ports import Rejection, Routes
 from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
 
@@ -78,11 +88,13 @@ class RabbitPublisher:
         dead_queue: bool = True,
         queues: Sequence[ConsumerQueue] = (),
         learned_limit_ttl_s: float = LEARNED_LIMIT_TTL_S,
+        routes: Routes | None = None,
     ) -> None:
         """`dead_queue`: declare the durable queue `<exchange>.dead` bound to the
         dead-letter exchange with `#`; `queues`: the consumer queues to provision
         (module docstring), none by default; `learned_limit_ttl_s`: how long a
-        `max_message_size` the broker named is trusted (_learn_limit)."""
+        `max_message_size` the broker named is trusted (_learn_limit); `routes`: each
+        tenant's routing rule (None: every event on the service's exchange)."""
         self._url = url
         self._exchange_name = exchange
         self._timeout = confirm_timeout_s
@@ -98,6 +110,11 @@ class RabbitPublisher:
         # when it was learned (_learn_limit); the codec's limit applies otherwise.
         self._learned: tuple[int, float] | None = None
         self._learned_ttl = learned_limit_ttl_s
+        self._routes = routes
+        # Tenants' exchanges by (vhost, name) (vhost None: the URL's), and the connection
+        # and channel of each other vhost; opened on first use, dropped by _reset.
+        self._route_exchanges: dict[tuple[str | None, str], AbstractExchange] = {}
+        self._vhosts: dict[str, tuple[AbstractRobustConnection, AbstractRobustChannel | None]] = {}
 
     async def _ensure(self) -> AbstractExchange:
         if self._exchange is not None:
@@ -162,10 +179,76 @@ class RabbitPublisher:
         self._channel = None
         self._exchange = None
         self._dead_exchange = None
-        if connection is not None:
-            # Closing a broken connection: its error is moot, the next publish reconnects.
+        self._route_exchanges = {}
+        vhosts, self._vhosts = self._vhosts, {}
+        for other in [connection, *(c for c, _ in vhosts.values())]:
+            if other is not None:
+                # Closing a broken connection: its error is moot, the next publish
+                # reconnects.
+                with contextlib.suppress(Exception):
+                    await other.close()
+
+    async def _route(self, vhost: str | None, name: str) -> AbstractExchange:
+        """A tenant route's exchange, declared (and its vhost connected) on first use; a
+        failure is an outage of that route (TransientError, the batch retried)."""
+        known = self._route_exchanges.get((vhost, name))
+        if known is not None:
+            return known
+        async with self._lock:
+            known = self._route_exchanges.get((vhost, name))
+            if known is not None:
+                return known
+            try:
+                if vhost is None:
+                    assert self._channel is not None  # _ensure ran
+                    channel = self._channel
+                elif (link := self._vhosts.get(vhost)) is not None and link[1] is not None:
+                    channel = link[1]
+                else:
+                    url = URL(self._url).with_path("/" + quote(vhost, safe=""), encoded=True)
+                    connection = await aio_pika.connect_robust(url, timeout=10)
+                    self._vhosts[vhost] = (connection, None)  # closed by _drop_route
+                    channel = await connection.channel(publisher_confirms=True)
+                    self._vhosts[vhost] = (connection, channel)
+                exchange = await self._declare_events_exchange(channel, name)
+            except BaseException as exc:
+                # Only the route's own link is dropped (another vhost's connection; the
+                # service's channel if the declare failed there, which closes a channel).
+                await self._drop_route(vhost)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled (the shard stopping): not a failure
+                raise TransientError(
+                    f"rabbitmq route vhost={vhost} exchange={name}: {exc!r}"
+                ) from exc
+            self._route_exchanges[(vhost, name)] = exchange
+            return exchange
+
+    async def _drop_route(self, vhost: str | None) -> None:
+        if vhost is None:
+            await self._reset()
+            return
+        link = self._vhosts.pop(vhost, None)
+        self._route_exchanges = {k: v for k, v in self._route_exchanges.items() if k[0] != vhost}
+        if link is not None:
             with contextlib.suppress(Exception):
-                await connection.close()
+                await link[0].close()
+
+    @staticmethod
+    async def _declare_events_exchange(
+        channel: AbstractRobustChannel, name: str
+    ) -> AbstractExchange:
+        """An events exchange as the main one is declared: durable topic, with a durable
+        `<name>.unrouted` alternate exchange and queue."""
+        unrouted = f"{name}.unrouted"
+        alt = await channel.declare_exchange(unrouted, aio_pika.ExchangeType.FANOUT, durable=True)
+        queue = await channel.declare_queue(unrouted, durable=True)
+        await queue.bind(alt)
+        return await channel.declare_exchange(
+            name,
+            aio_pika.ExchangeType.TOPIC,
+            durable=True,
+            arguments={"alternate-exchange": unrouted},
+        )
 
     async def publish(self, events: Sequence[NormalizedEvent]) -> list[Rejection]:
         """Publish all events concurrently on one channel and wait for every confirm.
@@ -184,11 +267,28 @@ class RabbitPublisher:
         if rejected or not messages:
             return rejected
         exchange = await self._ensure()
+        # Every route of the batch is connected and declared before anything is sent: a
+        # tenant's broken route fails the batch before it is half-published.
+        targets: list[AbstractExchange] = []
+        for _, _, route in messages:
+            vhost, name = route
+            if vhost is None and name == self._exchange_name:
+                targets.append(exchange)
+                continue
+            try:
+                targets.append(await self._route(vhost, name))
+            except TransientError as exc:
+                # No rejections here: messages[i] is events[i].
+                tenants = frozenset(
+                    events[i].tenant_id for i, m in enumerate(messages) if m[2] == route
+                )
+                raise RouteUnavailable(str(exc), tenants) from exc
         # Tasks are created in order and aiormq's channel lock is FIFO, so frames go out
-        # in publish order; confirms are awaited together.
+        # in publish order on each channel (a conversation is one tenant's: one route);
+        # confirms are awaited together.
         sends = [
-            asyncio.ensure_future(exchange.publish(message, routing_key, mandatory=False))
-            for message, routing_key in messages
+            asyncio.ensure_future(target.publish(message, routing_key, mandatory=False))
+            for (message, routing_key, _), target in zip(messages, targets, strict=True)
         ]
         try:
             confirms = await asyncio.wait_for(asyncio.gather(*sends), timeout=self._timeout)
@@ -214,11 +314,14 @@ class RabbitPublisher:
 
     def _messages(
         self, events: Sequence[NormalizedEvent]
-    ) -> tuple[list[tuple[aio_pika.Message, str]], list[Rejection]]:
-        """Every event as a message and its routing key, its frames marshalled as aiormq
-        will send them, or the rejected ones (all before anything is sent)."""
-        encoded, rejected = encode_events(events, self._exchange_name, self._max_body())
-        messages: list[tuple[aio_pika.Message, str]] = []
+    ) -> tuple[list[tuple[aio_pika.Message, str, tuple[str | None, str]]], list[Rejection]]:
+        """Every event as a message, its routing key and its route (vhost, exchange), its
+        frames marshalled as aiormq will send them, or the rejected ones (all before
+        anything is sent)."""
+        encoded, rejected = encode_events(
+            events, self._exchange_name, self._max_body(), self._routes
+        )
+        messages: list[tuple[aio_pika.Message, str, tuple[str | None, str]]] = []
         for index, wire in enumerate(encoded if not rejected else ()):
             try:
                 message = amqp_message(wire)
@@ -226,13 +329,14 @@ class RabbitPublisher:
                 # aio-pika hands aiormq at send time is marshalled too if it differs.
                 sent = message.properties
                 if sent != amqp_properties(wire):
-                    check_amqp_frames(self._exchange_name, wire, sent)
+                    check_amqp_frames(wire.exchange or self._exchange_name, wire, sent)
             except MemoryError:
                 raise  # not the message's fault: the batch is retried
             except Exception as exc:  # noqa: BLE001 -- a message that cannot be built is its own
                 rejected.append(Rejection(index, failure_reason(exc)))
             else:
-                messages.append((message, wire.routing_key))
+                route = (wire.vhost, wire.exchange or self._exchange_name)
+                messages.append((message, wire.routing_key, route))
         return messages, rejected
 
     def _max_body(self) -> int:

@@ -1,5 +1,5 @@
 """The CLI: `python -m cluster run | events tail | send-test | schema export|check |
-deliveries show | replay`."""
+deliveries show | replay | dead-letters | tenants | media sweep`."""
 
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ import orjson
 from cluster.dead_letters import add_commands as add_dead_letter_commands
 from cluster.dead_letters import dead_letters_command
 from cluster.logging import configure_logging
+from cluster.media_sweep import add_commands as add_media_commands
+from cluster.media_sweep import media_command
 from cluster.replay import add_commands as add_replay_commands
 from cluster.replay import replay_command
 from cluster.settings import Settings, SettingsError
+from cluster.tenants_cli import add_commands as add_tenant_commands
+from cluster.tenants_cli import tenants_command
 
 if TYPE_CHECKING:
     from cluster.send_test import MediaSend
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     allow.add_argument("-o", "--out", default=None, help="write here (default: stdout)")
     add_replay_commands(sub)  # deliveries show, replay (cluster/replay.py)
     add_dead_letter_commands(sub)  # dead-letters list|show|purge (cluster/dead_letters.py)
+    add_tenant_commands(sub)  # tenants list|show|add|disable|enable|delete (tenants_cli.py)
+    add_media_commands(sub)  # media sweep (cluster/media_sweep.py)
     args = parser.parse_args(argv)
     if args.command == "allowlist":  # needs no settings: a file transformation
         from cluster.allowlist import allowlist_command
@@ -107,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             return run(settings)
         if args.command == "dead-letters":
             return dead_letters_command(settings, args)
+        if args.command == "tenants":
+            return tenants_command(settings, args)
+        if args.command == "media":
+            return media_command(settings, args)
         if args.command == "events":
             return _events_tail(settings, args.follow, args.limit)
         if args.command in ("deliveries", "replay"):

@@ -15,9 +15,11 @@ from adapters.ports import AccountStore
 from adapters.redis_accounts import RedisAccountStore
 from adapters.sqlite_accounts import SqliteAccountStore
 from cluster.backends import InboxConfig, RedisInboxConfig
+from cluster.limiter_wiring import LimiterConfig, graph_budget
 from cluster.logging import configure_logging
 from cluster.media_wiring import GraphConfig, graph_client
 from cluster.settings import Settings
+from cluster.tenant_wiring import watched_directory
 from models.tenant import Tenant, TenantDirectory
 
 
@@ -57,15 +59,28 @@ def account_refresher(
     tenants: tuple[Tenant, ...],
     log_level: str,
     secrets: list[str],
+    tenant_reload_s: float | None = None,
+    limiter: LimiterConfig | None = None,
 ) -> AccountRefresher:
-    """The refresh loop's logic and clients, built inside the shard pool's replica."""
+    """The refresh loop's logic and clients, built inside the shard pool's replica; with
+    `tenant_reload_s`, its tenants and tokens follow the registry (a watcher thread:
+    cluster/tenant_wiring.py), else the tenants given."""
     configure_logging(log_level, secrets)
-    tokens = {t.id for t in tenants if t.access_token is not None}
+    directory = (
+        watched_directory(inbox, tenants, tenant_reload_s, "refresher")
+        if tenant_reload_s is not None
+        else TenantDirectory(tenants)
+    )
+
+    def token_for(tenant_id: str) -> object | None:
+        tenant = directory.get(tenant_id)
+        return tenant.access_token if tenant is not None else None
+
     book = AccountBook(
         build_account_store(inbox),
-        graph_client(graph, tenants),
-        TenantDirectory(tenants),
-        token_for=lambda tenant_id: tenant_id if tenant_id in tokens else None,
+        graph_client(graph, directory, graph_budget(limiter, lambda: directory.ids)),
+        directory,
+        token_for=token_for,
         template_page_size=config.template_page_size,
     )
     return AccountRefresher(book, config.refresher, RayAccountMetrics())

@@ -22,7 +22,7 @@ from adapters.consumer_queues import ConsumerQueue
 from adapters.errors import BrokerMisconfigured, TransientError
 from adapters.local_rate_limit import LocalRateLimiter
 from adapters.outbox import OutboxPublisher
-from adapters.ports import Archive, Inbox, InboxDurability, Publisher, RateLimiter
+from adapters.ports import Archive, Inbox, InboxDurability, Publisher, RateLimiter, Routes
 from adapters.rabbitmq import RabbitPublisher
 from adapters.redis_durability import WaitAof
 from adapters.redis_inbox import RedisInbox
@@ -233,8 +233,11 @@ def check_publisher_topology(config: PublisherConfig) -> None:
         log.warning("publisher_unreachable_at_start", error=str(exc))
 
 
-def build_publisher(config: RabbitPublisherConfig | OutboxConfig) -> Publisher:
-    """The publisher adapter this config names."""
+def build_publisher(
+    config: RabbitPublisherConfig | OutboxConfig, routes: Routes | None = None
+) -> Publisher:
+    """The publisher adapter this config names; `routes`: the tenants' routing rules
+    (a shard's, from its live directory; None: every event on the service's route)."""
     if isinstance(config, RabbitPublisherConfig):
         queues = [
             ConsumerQueue(name, bindings, config.delivery_limit) for name, bindings in config.queues
@@ -245,8 +248,9 @@ def build_publisher(config: RabbitPublisherConfig | OutboxConfig) -> Publisher:
             config.confirm_timeout_s,
             dead_queue=config.dead_queue,
             queues=queues,
+            routes=routes,
         )
-    return OutboxPublisher(config.path)
+    return OutboxPublisher(config.path, routes)
 
 
 def build_rate_limiter(config: RedisRateLimiterConfig | LocalRateLimiterConfig) -> RateLimiter:

@@ -11,6 +11,21 @@ import structlog
 
 from cluster.redaction import Redactor
 
+_current: Redactor | None = None
+
+
+def _redactor(secrets: Iterable[str]) -> Redactor:
+    global _current  # one redactor per process, as structlog's configuration is
+    _current = Redactor(secrets)
+    return _current
+
+
+def redact_also(secrets: Iterable[str]) -> None:
+    """Scrub these secrets too in this process's logs (configured by configure_logging);
+    how the registry's new secrets are kept out of the logs without a restart."""
+    if _current is not None:
+        _current.add(secrets)
+
 
 def configure_logging(
     level: str = "INFO", secrets: Iterable[str] = (), file: TextIO | None = None
@@ -29,7 +44,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            Redactor(secrets),
+            _redactor(secrets),
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -29,10 +29,13 @@ from adapters.clamd import ClamdScanner
 from adapters.graph import GraphClient
 from adapters.media_local import LocalMediaStore
 from adapters.media_s3 import S3MediaStore
-from adapters.ports import MediaFiles, MediaStore
+from adapters.ports import GraphBudget, MediaFiles, MediaStore
+from cluster.backends import InboxConfig
+from cluster.limiter_wiring import LimiterConfig, graph_budget
 from cluster.logging import configure_logging
 from cluster.settings import Settings
-from models.tenant import Tenant
+from cluster.tenant_wiring import live_tenants, watched_directory
+from models.tenant import Tenant, TenantDirectory
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +177,19 @@ def _own_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def graph_client(graph: GraphConfig, tenants: tuple[Tenant, ...]) -> GraphClient:
-    """A Graph API client with the tenants' tokens (one per process that calls it)."""
-    tokens = {t.id: t.access_token.get_secret_value() for t in tenants if t.access_token}
+def graph_client(
+    graph: GraphConfig, tenants: TenantDirectory, budget: GraphBudget | None = None
+) -> GraphClient:
+    """A Graph API client with the tenants' tokens (one per process that calls it), read
+    from the live directory at each call: a rotated token is used from the next reload."""
+
+    def token_for(tenant_id: str) -> str | None:
+        tenant = tenants.get(tenant_id)
+        token = tenant.access_token if tenant is not None else None
+        return token.get_secret_value() if token is not None else None
+
     return GraphClient(
-        tokens.get,
+        token_for,
         base_url=graph.base_url,
         api_version=graph.api_version,
         allowed_hosts=graph.allowed_hosts,
@@ -186,6 +197,7 @@ def graph_client(graph: GraphConfig, tenants: tuple[Tenant, ...]) -> GraphClient
         read_timeout_s=graph.read_timeout_s,
         download_timeout_s=graph.download_timeout_s,
         max_retries=graph.max_retries,
+        budget=budget,
     )
 
 
@@ -218,11 +230,23 @@ def media_files(config: MediaConfig) -> MediaFiles | None:
 
 
 def build_pipeline(
-    config: MediaConfig, tenants: tuple[Tenant, ...], log_level: str, secrets: list[str]
+    config: MediaConfig,
+    tenants: tuple[Tenant, ...],
+    log_level: str,
+    secrets: list[str],
+    registry: tuple[InboxConfig, float] | None = None,
+    limiter: LimiterConfig | None = None,
 ) -> MediaPipeline:
-    """A media worker's pipeline and its clients (called inside the worker)."""
+    """A media worker's pipeline and its clients (called inside the worker); `registry`
+    (the inbox config and the reload period): the tokens follow the tenant registry;
+    `limiter`: its Graph calls within each tenant's budget (cluster/limiter_wiring.py)."""
     configure_logging(log_level, secrets)
-    source = graph_client(config.graph, tenants)
+    directory = (
+        watched_directory(registry[0], tenants, registry[1], "media")
+        if registry is not None
+        else TenantDirectory(tenants)
+    )
+    source = graph_client(config.graph, directory, graph_budget(limiter, lambda: directory.ids))
     scanner = (
         ClamdScanner(config.clamd_url, scan_timeout_s=config.clamd_timeout_s)
         if config.clamd_url
@@ -238,28 +262,46 @@ def build_pipeline(
     )
 
 
-def build_fetcher(config: MediaConfig, tenants: tuple[Tenant, ...]) -> MediaFetcher | None:
-    """A shard's media fetcher over the pool (None: media off, events without files)."""
+def build_fetcher(
+    config: MediaConfig,
+    tenants: tuple[Tenant, ...],
+    registry: tuple[InboxConfig, float] | None = None,
+) -> MediaFetcher | None:
+    """A shard's media fetcher over the pool (None: media off, events without files);
+    with `registry`, whether a tenant has a token is read from the shard's live directory
+    (cluster/tenant_wiring.py live_tenants: the one the shard actor runs)."""
     if not config.policy.enabled:
         return None
-    with_token = frozenset(t.id for t in tenants if t.access_token is not None)
-    runner = RayMediaRunner(max(config.workers, 1), config.prefix)
-    return MediaFetcher(
-        runner,
-        config.policy,
-        metrics=RayMediaMetrics(),
-        has_token=with_token.__contains__,
+    directory = (
+        live_tenants(registry[0], tenants, registry[1], "shard")[0]
+        if registry is not None
+        else TenantDirectory(tenants)
     )
+
+    def has_token(tenant_id: str) -> bool:
+        tenant = directory.get(tenant_id)
+        return tenant is not None and tenant.access_token is not None
+
+    runner = RayMediaRunner(max(config.workers, 1), config.prefix)
+    return MediaFetcher(runner, config.policy, metrics=RayMediaMetrics(), has_token=has_token)
 
 
 def pool_spec(
-    config: MediaConfig, tenants: tuple[Tenant, ...], log_level: str, secrets: list[str]
+    config: MediaConfig,
+    tenants: tuple[Tenant, ...],
+    log_level: str,
+    secrets: list[str],
+    registry: tuple[InboxConfig, float] | None = None,
+    limiter: LimiterConfig | None = None,
 ) -> MediaPoolSpec:
-    """What the shard pool starts: the workers (maybe none) and each shard's fetcher."""
+    """What the shard pool starts: the workers (maybe none) and each shard's fetcher;
+    `registry` (the inbox config, the reload period): tokens follow the tenant registry."""
     return MediaPoolSpec(
         workers=config.workers,
         heavy_slots=config.heavy_slots,
         light_slots=config.light_slots,
-        pipeline=functools.partial(build_pipeline, config, tenants, log_level, secrets),
-        fetcher=functools.partial(build_fetcher, config, tenants),
+        pipeline=functools.partial(
+            build_pipeline, config, tenants, log_level, secrets, registry, limiter
+        ),
+        fetcher=functools.partial(build_fetcher, config, tenants, registry),
     )

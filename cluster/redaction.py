@@ -52,8 +52,20 @@ class Redactor:
     """The processor: `Redactor(secrets)(logger, method_name, event_dict)`."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
-        self._secrets = re.compile("|".join(map(re.escape, values))) if values else None
+        self._values: frozenset[str] = frozenset()
+        self._secrets: re.Pattern[str] | None = None
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Scrub these secrets too from now on (a tenant registry's new or rotated ones:
+        cluster/tenant_wiring.py). Old ones stay scrubbed: a rotated-out secret is still
+        a secret. One compiled pattern, swapped whole, so a concurrent line sees either."""
+        values = self._values | {s for s in secrets if len(s) >= _MIN_SECRET}
+        if values == self._values:
+            return
+        ordered = sorted(values, key=len, reverse=True)
+        self._secrets = re.compile("|".join(map(re.escape, ordered)))
+        self._values = values
 
     def _text(self, value: str) -> str:
         if self._secrets is not None:

@@ -61,13 +61,19 @@ def _request(args: argparse.Namespace) -> ReplayRequest:
 
 async def _with_replayer(settings: Settings, args: argparse.Namespace) -> int:
     from cluster.backends import build_archive, build_inbox
+    from cluster.tenant_wiring import TenantWatcher, build_tenant_registry
     from cluster.wiring import Wiring
     from ingress.replay import Replayer
     from models.tenant import TenantDirectory
 
     wiring = Wiring.from_settings(settings)
     inbox, archive = build_inbox(wiring.inbox), build_archive(wiring.archive)
-    replayer = Replayer(archive, inbox, TenantDirectory(wiring.tenants), wiring.partitions)
+    # The registry's tenants, as the service resolves them (the file's if it is down).
+    registry = build_tenant_registry(wiring.inbox)
+    watcher = TenantWatcher(registry, TenantDirectory(wiring.tenants), wiring.tenants, 1.0)
+    await watcher.refresh()
+    await registry.close()
+    replayer = Replayer(archive, inbox, watcher.directory, wiring.partitions)
     try:
         if args.command == "deliveries":
             return await _show(replayer, args.delivery_id, args.meta)

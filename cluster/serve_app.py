@@ -9,8 +9,10 @@ from ray.serve import Application
 
 from actors.pool import ShardPool
 from cluster.account_wiring import account_hook, account_refresher
+from cluster.limiter_wiring import publish_budget
 from cluster.media_wiring import pool_spec
 from cluster.settings import Settings
+from cluster.tenant_wiring import live_tenants
 from cluster.wiring import Wiring, archiver, ingress_deps, shard_config, shard_deps
 from ingress.deployment import WebhookIngress
 
@@ -25,7 +27,14 @@ def build_application(wiring: Wiring, ingress_replicas: int = 1) -> Application:
         functools.partial(shard_config, wiring),
         functools.partial(shard_deps, wiring),
         archiver_factory=functools.partial(archiver, wiring),
-        media=pool_spec(wiring.media, wiring.tenants, wiring.log_level, wiring.secret_values()),
+        media=pool_spec(
+            wiring.media,
+            wiring.tenants,
+            wiring.log_level,
+            wiring.secret_values(),
+            (wiring.inbox, wiring.tenant_reload_s),
+            wiring.limiter,
+        ),
         refresher_factory=functools.partial(
             account_refresher,
             wiring.accounts,
@@ -34,8 +43,18 @@ def build_application(wiring: Wiring, ingress_replicas: int = 1) -> Application:
             wiring.tenants,
             wiring.log_level,
             wiring.secret_values(),
+            wiring.tenant_reload_s,
+            wiring.limiter,
         ),
         hook_factory=functools.partial(account_hook, wiring.accounts, wiring.inbox),
+        # Each shard's live tenant directory and its registry watcher (docs/tenants.md).
+        tenants_factory=functools.partial(
+            live_tenants, wiring.inbox, wiring.tenants, wiring.tenant_reload_s, "shard"
+        ),
+        # Each shard's per-tenant publish budget (the limiter actors, docs/tenants.md).
+        budget_factory=functools.partial(publish_budget, wiring.limiter)
+        if wiring.limiter is not None and wiring.limiter.enabled
+        else None,
     )
     app: Application = WebhookIngress.options(  # type: ignore[attr-defined]
         num_replicas=ingress_replicas

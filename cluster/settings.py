@@ -173,6 +173,18 @@ class Settings(BaseSettings):
     account_refresh_concurrency: int = 4
     account_template_page_size: int = 100
     account_hook_flush_s: float = 1.0
+    # How often every process polls the tenant registry's version (docs/tenants.md): a
+    # change reaches every ingress replica and shard within this (the issue asks 5 s).
+    tenant_reload_s: float = 1.0
+    # Per-tenant rate limiters (issue 13; docs/tenants.md "Rate limits and isolation"):
+    # shards lease publish tokens `limiter_lease_s` of a tenant's rate at a time and hold
+    # at most `limiter_max_held` entries for tokens before they stop reading.
+    limiter_enabled: bool = True
+    limiter_lease_s: float = 0.2
+    limiter_max_held: int = 20_000
+    limiter_burst_s: float = 1.0
+    limiter_refresh_s: float = 5.0
+    limiter_timeout_s: float = 2.0
 
     def allowlist_on(self) -> bool:
         """Whether the source-IP allowlist is enforced (default: production only)."""
@@ -247,6 +259,20 @@ class Settings(BaseSettings):
         self._check_conversations()
         self._check_archive()
         self._check_media()
+        if not 0.05 <= self.tenant_reload_s <= 5:
+            raise SettingsError("WA_TENANT_RELOAD_S must be between 0.05 and 5")
+        self._check_limiter()
+
+    def _check_limiter(self) -> None:
+        if not 0.01 <= self.limiter_lease_s <= 10 or not 0.01 <= self.limiter_burst_s <= 60:
+            raise SettingsError(
+                "WA_LIMITER_LEASE_S must be between 0.01 and 10, WA_LIMITER_BURST_S 0.01 .. 60"
+            )
+        if self.limiter_max_held < 1 or self.limiter_refresh_s <= 0 or self.limiter_timeout_s <= 0:
+            raise SettingsError(
+                "WA_LIMITER_MAX_HELD must be >= 1, WA_LIMITER_REFRESH_S and "
+                "WA_LIMITER_TIMEOUT_S > 0"
+            )
 
     def media_type_set(self) -> tuple[str, ...]:
         """WA_MEDIA_TYPES, parsed and checked."""

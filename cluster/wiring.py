@@ -19,7 +19,7 @@ import structlog
 from actors.archiver import Archiver, ArchiverConfig
 from actors.archiver_metrics import RayArchiverMetrics
 from actors.shard import ShardConfig
-from adapters.ports import Inbox, Publisher
+from adapters.ports import Inbox, Publisher, Routes
 from cluster.account_wiring import AccountConfig, build_account_store
 from cluster.backends import (
     ArchiveConfig,
@@ -40,15 +40,17 @@ from cluster.backends import (
     build_rate_limiter,
     inbox_durability_check,
 )
+from cluster.limiter_wiring import LimiterConfig, stats_lookup
 from cluster.logging import configure_logging
 from cluster.media_wiring import MediaConfig, media_files
 from cluster.settings import Settings
+from cluster.tenant_wiring import tenant_watcher
 from ingress.account_health import account_check
 from ingress.archive_health import archive_backlog_check
 from ingress.client_ip import SourcePolicy
 from ingress.config import IngressConfig, IngressDeps, ReadyCheck
 from ingress.health import inbox_backlog, publisher_check, shard_pool_check
-from models.tenant import Tenant, TenantDirectory
+from models.tenant import Tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,10 @@ class Wiring:
     archiver: ArchiverConfig
     media: MediaConfig
     accounts: AccountConfig
+    # How often each process polls the tenant registry (cluster/tenant_wiring.py).
+    tenant_reload_s: float = 1.0
+    # The per-tenant rate limiters (cluster/limiter_wiring.py; None: off).
+    limiter: LimiterConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Wiring:
@@ -87,6 +93,8 @@ class Wiring:
             archiver=_archiver(settings),
             media=MediaConfig.from_settings(settings, data_dir, tenants),
             accounts=AccountConfig.from_settings(settings),
+            tenant_reload_s=settings.tenant_reload_s,
+            limiter=LimiterConfig.from_settings(settings, _inbox(settings, data_dir), tenants),
         )
 
     @property
@@ -273,12 +281,18 @@ def ingress_deps(wiring: Wiring, pool: Any = None) -> IngressDeps:
     if durable is not None:  # the start-up check, repeated: Redis can be reconfigured live
         ready_checks["inbox_durability"] = durable
     ready_checks["archive"] = archive_backlog_check(inbox, wiring.archiver.stall_after_s)
-    directory = TenantDirectory(wiring.tenants)
+    # The live directory: the tenants file until the watcher's first load of the registry,
+    # then the registry's set, polled on the replica's loop (cluster/tenant_wiring.py).
+    watcher = tenant_watcher(wiring.inbox, wiring.tenants, wiring.tenant_reload_s, "ingress")
+    directory = watcher.directory
     accounts = build_account_store(wiring.inbox)
     ready_checks["accounts"] = account_check(accounts, directory)
     return IngressDeps(
         config=wiring.ingress,
         directory=directory,
+        tenants=watcher.registry,
+        reload_tenants=watcher.refresh,
+        background=[watcher.run],
         inbox=inbox,
         ready_checks=ready_checks,
         closers=[publisher.close],
@@ -286,6 +300,7 @@ def ingress_deps(wiring: Wiring, pool: Any = None) -> IngressDeps:
         archive=build_archive(wiring.archive),
         media_files=media_files(wiring.media),
         accounts=accounts,
+        limiter_stats=stats_lookup(wiring.limiter) if wiring.limiter is not None else None,
     )
 
 
@@ -296,10 +311,11 @@ def archiver(wiring: Wiring) -> Archiver:
     return Archiver(wiring.archiver, inbox, archive, RayArchiverMetrics())
 
 
-def shard_deps(wiring: Wiring) -> tuple[Inbox, Publisher]:
-    """A shard actor's inbox and publisher, built inside the actor (redacted JSON logs)."""
+def shard_deps(wiring: Wiring, routes: Routes | None = None) -> tuple[Inbox, Publisher]:
+    """A shard actor's inbox and publisher, built inside the actor (redacted JSON logs);
+    `routes`: the tenants' routing rules, from the actor's live directory."""
     configure_logging(wiring.log_level, wiring.secret_values())
-    return build_inbox(wiring.inbox), build_publisher(wiring.publisher)
+    return build_inbox(wiring.inbox), build_publisher(wiring.publisher, routes)
 
 
 def shard_config(wiring: Wiring, partition: int) -> ShardConfig:

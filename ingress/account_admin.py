@@ -12,7 +12,7 @@ looking at a restricted account is not another Graph call against the tenant's a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
@@ -71,8 +71,14 @@ def _filter(name: str, value: str | None) -> str | None:
     return value.upper() if value else None
 
 
-def account_routes(router: APIRouter, store: AccountStore, directory: TenantDirectory) -> None:
-    """Add the tenant account, templates and stats routes to the admin router."""
+def account_routes(
+    router: APIRouter,
+    store: AccountStore,
+    directory: TenantDirectory,
+    limiter: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None,
+) -> None:
+    """Add the tenant account, templates and stats routes to the admin router;
+    `limiter(tenant_id)`: the tenant's rate-limiter stats for `stats` (None: no section)."""
 
     def known(tenant_id: str) -> str:
         if directory.get(tenant_id) is None:
@@ -126,4 +132,11 @@ def account_routes(router: APIRouter, store: AccountStore, directory: TenantDire
     async def stats(tenant_id: str) -> TenantStats:
         """Counts of committed events since the store was created."""
         counters = await _ask(store.counts(known(tenant_id)))
-        return TenantStats.from_counters(tenant_id, counters)
+        shaped = TenantStats.from_counters(tenant_id, counters)
+        if limiter is None:
+            return shaped
+        try:  # advice, not data: a limiter that cannot answer shows as null
+            section = await limiter(tenant_id)
+        except Exception:  # noqa: BLE001 -- the lookup has its own short timeout
+            section = None
+        return shaped.model_copy(update={"limiter": section})

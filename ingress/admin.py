@@ -28,6 +28,7 @@ from adapters.ports import Inbox
 from ingress.rejection import RequestRejected
 from models.conversation import ConversationRecord, ConversationState
 from models.tenant import TenantDirectory
+from models.tenant_pii import mask_state
 
 log = structlog.get_logger("ingress")
 
@@ -130,22 +131,7 @@ def admin_router(
 
     router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(authorized)])
 
-    @router.get("/tenants", summary="Tenants and the Meta ids they own (never secrets)")
-    async def tenants() -> dict[str, Any]:
-        """Tenant ids, their WABA and phone number ids, default flag, secret counts."""
-        return {
-            "tenants": [
-                {
-                    "id": t.id,
-                    "default": t.default,
-                    "waba_ids": sorted(t.waba_ids),
-                    "phone_number_ids": sorted(t.phone_number_ids),
-                    "app_secrets": len(t.app_secrets),
-                    "verify_token": t.verify_token is not None,
-                }
-                for t in directory.tenants
-            ]
-        }
+    # GET/POST/PUT/PATCH/DELETE /admin/tenants...: ingress/tenant_admin.py.
 
     @router.get("/inbox", summary="Backlog per inbox partition")
     async def backlog() -> dict[str, Any]:
@@ -153,12 +139,20 @@ def admin_router(
         per_partition = {str(p): await _ask(inbox.backlog(p)) for p in range(partitions)}
         return {"partitions": per_partition, "total": sum(per_partition.values())}
 
-    _conversation_routes(router, inbox, lambda: datetime.fromtimestamp(clock(), UTC))
+    _conversation_routes(router, inbox, lambda: datetime.fromtimestamp(clock(), UTC), directory)
     return router
 
 
-def _conversation_routes(router: APIRouter, inbox: Inbox, now: Callable[[], datetime]) -> None:
-    """GET /admin/conversations/{conversation_id} and GET /admin/conversations?…"""
+def _conversation_routes(
+    router: APIRouter, inbox: Inbox, now: Callable[[], datetime], directory: TenantDirectory
+) -> None:
+    """GET /admin/conversations/{conversation_id} and GET /admin/conversations?…
+
+    Answers are shown under the tenant's PII rule (models/tenant_pii.py): a look-up by
+    the clear wa_id works (the store keeps it clear), the answer carries its hash."""
+
+    def shown(record: ConversationRecord, at: datetime) -> ConversationState:
+        return mask_state(record.public(at), directory.get(record.tenant_id))
 
     @router.get(
         "/conversations/{conversation_id}",
@@ -171,7 +165,7 @@ def _conversation_routes(router: APIRouter, inbox: Inbox, now: Callable[[], date
         found = (await _ask(inbox.conversations([wanted]))).get(wanted)
         if found is None or not _shown(found):
             raise ConversationNotFound
-        return ConversationFound(conversation=found.public(now()))
+        return ConversationFound(conversation=shown(found, now()))
 
     @router.get(
         "/conversations",
@@ -191,7 +185,7 @@ def _conversation_routes(router: APIRouter, inbox: Inbox, now: Callable[[], date
             raise InvalidLookup("wa_id or user_id is required")
         found = await _ask(inbox.find_conversations(tenant, wa_id=wa, user_id=user))
         at = now()
-        shown = [r.public(at) for r in found if _shown(r) and r.tenant_id == tenant]
-        if not shown:
+        states = [shown(r, at) for r in found if _shown(r) and r.tenant_id == tenant]
+        if not states:
             raise ConversationNotFound
-        return ConversationsFound(conversations=shown)
+        return ConversationsFound(conversations=states)

@@ -8,6 +8,11 @@ module only assembles them around the per-replica dependencies.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
 from fastapi import FastAPI
 
 from ingress.account_admin import account_routes
@@ -23,6 +28,7 @@ from ingress.receiver import WebhookReceiver, add_webhook_routes
 from ingress.rejection import RequestRejected, error_response
 from ingress.replay import Replayer
 from ingress.replay_admin import replay_routes
+from ingress.tenant_admin import tenant_routes
 
 __all__ = [
     "IngressConfig",
@@ -34,6 +40,27 @@ __all__ = [
 ]
 
 
+def _background(deps: IngressDeps) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: the deps' background loops (the tenant watcher) run on the
+    replica's event loop while it serves (Serve runs the ASGI lifespan at start-up)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if deps.reload_tenants is not None:
+            # The registry's tenants before the first request (never raises: a store
+            # down leaves the tenants file's, and the watcher loads when it answers).
+            await deps.reload_tenants()
+        tasks: list[asyncio.Task[None]] = [asyncio.create_task(run()) for run in deps.background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    return lifespan
+
+
 def create_app(deps: IngressDeps) -> FastAPI:
     """Build the ingress app around per-replica dependencies (no module-level clients).
 
@@ -42,6 +69,7 @@ def create_app(deps: IngressDeps) -> FastAPI:
     deps.directory.check_admin_token(deps.config.admin_token)
     config, directory = deps.config, deps.directory
     app = FastAPI(
+        lifespan=_background(deps),
         title="WhatsApp webhook ingestion",
         version="0.1.0",
         description="Receives Meta's WhatsApp Cloud API webhooks and stores them durably.",
@@ -59,7 +87,15 @@ def create_app(deps: IngressDeps) -> FastAPI:
             replayer = Replayer(deps.archive, deps.inbox, directory, config.partitions)
             replay_routes(admin, replayer)
         if deps.accounts is not None:  # GET /admin/tenants/{id}/... (ingress/account_admin.py)
-            account_routes(admin, deps.accounts, directory)
+            account_routes(admin, deps.accounts, directory, deps.limiter_stats)
+        # /admin/tenants[/{id}[/rotate]] (ingress/tenant_admin.py)
+        tenant_routes(
+            admin,
+            directory,
+            deps.tenants,
+            reload=deps.reload_tenants,
+            admin_token=config.admin_token,
+        )
         app.include_router(admin)
     app.include_router(health_router(metrics, deps))
     app.include_router(media_router(deps.media_files))  # GET /media/{key} (ingress/media.py)

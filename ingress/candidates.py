@@ -8,6 +8,11 @@ that is not configured gets only decoys. Every tenant path therefore costs the s
 of HMACs, and an unknown tenant is answered exactly like a wrong signature (403
 `signature_mismatch`, counted as a mismatch), after the allowlist, the body checks and the
 read, like any other request: tenant ids cannot be enumerated from outside.
+
+The directory is live (the registry's watcher swaps it, cluster/tenant_wiring.py), so the
+candidates are rebuilt on the first request after its `version` moved: one int compare
+per request otherwise. The rebuild keeps the replica's decoys (drawing more when the
+widest tenant grew), so the padding stays uniform across every path of one version.
 """
 
 from __future__ import annotations
@@ -21,13 +26,30 @@ Candidates = dict[bytes, frozenset[str]]
 
 
 class SecretCandidates:
-    """The candidate secrets of each webhook path, computed once per replica."""
+    """The candidate secrets of each webhook path, rebuilt when the directory changes."""
 
     def __init__(self, directory: TenantDirectory) -> None:
-        self.every: Candidates = directory.secrets()
-        own = {tenant.id: directory.secrets(tenant.id) for tenant in directory.tenants}
-        self.width = max((len(secrets) for secrets in own.values()), default=1)
-        decoys = [token_bytes(32) for _ in range(self.width)]
+        self._directory = directory
+        self._decoys: list[bytes] = []
+        self._build()
+
+    def _build(self) -> None:
+        directory = self._directory
+        # Read the version first: a swap during the build makes the next request rebuild.
+        self._version = directory.version
+        every = directory.secrets()
+        own: dict[str, Candidates] = {}
+        for secret, holders in every.items():
+            for tenant_id in holders:
+                own.setdefault(tenant_id, {})[secret] = frozenset({tenant_id})
+        for tenant in directory.tenants:
+            own.setdefault(tenant.id, {})
+        width = max((len(secrets) for secrets in own.values()), default=1) or 1
+        while len(self._decoys) < width:
+            self._decoys.append(token_bytes(32))
+        decoys = self._decoys[:width]
+        self.every: Candidates = every
+        self.width = width
         self._unknown: Candidates = dict.fromkeys(decoys, frozenset())
         self._tenants: dict[str, Candidates] = {
             tenant_id: {**secrets, **dict.fromkeys(decoys[len(secrets) :], frozenset())}
@@ -36,7 +58,10 @@ class SecretCandidates:
 
     def for_path(self, tenant_id: str | None) -> Candidates:
         """Every secret for /webhook; the tenant's secrets padded with decoys (only decoys
-        for a tenant that is not configured) for /webhook/{tenant_id}."""
+        for a tenant that is not configured) for /webhook/{tenant_id}; of the directory's
+        current version."""
+        if self._version != self._directory.version:
+            self._build()
         if tenant_id is None:
             return self.every
         return self._tenants.get(tenant_id, self._unknown)

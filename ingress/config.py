@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import SecretStr
 
-from adapters.ports import AccountStore, Archive, Inbox, MediaFiles, RateLimiter
+from adapters.ports import (
+    AccountStore,
+    Archive,
+    Inbox,
+    MediaFiles,
+    RateLimiter,
+    TenantRegistry,
+)
 from ingress.client_ip import SourcePolicy
 from models.tenant import TenantDirectory
 
@@ -61,10 +69,23 @@ class IngressDeps:
     # Business accounts, templates and per-tenant counters, for GET /admin/tenants/{id}/
     # account|templates|stats (ingress/account_admin.py; None: no such routes).
     accounts: AccountStore | None = None
+    # The tenant's rate-limiter stats for GET /admin/tenants/{id}/stats (a callable from
+    # the composition root: the ingress does not know the actors; None: no such section).
+    limiter_stats: Callable[[str], Awaitable[dict[str, Any] | None]] | None = None
+    # The tenant registry, for the /admin/tenants writes (ingress/tenant_admin.py; None:
+    # only the list of the directory), and the reload of this replica's directory that
+    # follows a write (the watcher's refresh, cluster/tenant_wiring.py).
+    tenants: TenantRegistry | None = None
+    reload_tenants: Callable[[], Awaitable[object]] | None = None
+    # Loops the replica runs on its event loop while it serves (the tenant watcher):
+    # started with the app (ASGI lifespan), cancelled when it stops.
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
     async def close(self) -> None:
         """Release every connection the dependencies hold."""
         closers = [self.inbox.close, *self.closers]
+        if self.tenants is not None:
+            closers.append(self.tenants.close)
         if self.archive is not None:
             closers.append(self.archive.close)
         if self.rate_limiter is not None:

@@ -1,9 +1,9 @@
 """The ingress's exception handlers: the one catch-all of the process boundary.
 
-A RequestRejected is logged (address masked), counted as that request's outcome when the
-POST pipeline had started timing it, and answered with its status, code and headers; the
-admin guard's refusal is a 401 with WWW-Authenticate; anything else is logged with its
-type and answered 500 without detail.
+A RequestRejected is logged (address masked), counted as that request's outcome (and under
+its tenants') when the POST pipeline had started timing it, and answered with its status,
+code and headers; the admin guard's refusal is a 401 with WWW-Authenticate; anything else
+is logged with its type and answered 500 without detail.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ingress.admin import AdminUnauthorized
 from ingress.client_ip import IpAddress, mask_address
 from ingress.metrics import IngressMetrics
 from ingress.rejection import RequestRejected, error_response
+from ingress.tenant_gates import UNKNOWN
 
 log = structlog.get_logger("ingress")
 
@@ -39,6 +40,8 @@ def install_error_handlers(app: FastAPI, metrics: IngressMetrics) -> None:
         started = getattr(request.state, "started", None)
         if started is not None:
             metrics.observe_request(exc.code, time.perf_counter() - started)
+            # The receiver names the request's tenants once it knows them (ingress/receiver.py).
+            metrics.count_tenant_rejection(getattr(request.state, "tenants", UNKNOWN), exc.code)
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(AdminUnauthorized)

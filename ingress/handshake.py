@@ -6,13 +6,20 @@ and the challenge is short URL-safe text (Meta sends digits; markup or anything 
 reflected, so the endpoint cannot serve attacker-chosen content). On
 `/webhook/{tenant_id}` a tenant that is not configured is compared against a random decoy,
 so it fails like a wrong token, in the same time.
+
+The tokens are read from the live directory on every handshake, so a token rotated or a
+tenant added in the registry answers as soon as the replica's directory is swapped. A
+disabled tenant's right token is answered 403 `tenant_disabled` (only once the token
+matched: a wrong one cannot tell a disabled tenant from any other); on `/webhook` a token
+only disabled tenants hold, likewise. The allowlist is the service's, or on a tenant's
+path the tenant's own (rules.webhook).
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from secrets import token_bytes
 from typing import Any
 
@@ -20,13 +27,32 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from ingress.rejection import error_response
-from models.tenant import TenantDirectory
+from models.tenant import Tenant, TenantDirectory
 
 _CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{1,512}$")
 
 
+def _matches(tenants: Iterable[Tenant], given: bytes, decoy: bytes) -> tuple[bool, bool]:
+    """Whether an enabled tenant, and whether a disabled one, holds the token `given`:
+    every token compared in constant time, the decoy when no tenant has one."""
+    enabled = disabled = compared = False
+    for tenant in tenants:
+        if tenant.verify_token is None:
+            continue
+        expected = tenant.verify_token.get_secret_value().encode()
+        compared = True
+        match = hmac.compare_digest(expected, given) and bool(expected)
+        if tenant.disabled:
+            disabled |= match
+        else:
+            enabled |= match
+    if not compared:
+        hmac.compare_digest(decoy, given)
+    return enabled, disabled
+
+
 def handshake_routes(
-    directory: TenantDirectory, admit_source: Callable[[Request], Any]
+    directory: TenantDirectory, admit_source: Callable[[Request, str | None], Any]
 ) -> APIRouter:
     """GET /webhook and GET /webhook/{tenant_id}."""
     router = APIRouter()
@@ -35,17 +61,17 @@ def handshake_routes(
     def answer(
         mode: str | None, token: str | None, challenge: str | None, tenant: str | None
     ) -> Response:
-        tenants = (
-            directory.tenants
-            if tenant is None
-            else tuple(t for t in directory.tenants if t.id == tenant)
-        )
-        expected = [t.verify_token.get_secret_value().encode() for t in tenants if t.verify_token]
-        ok = False
-        given = (token or "").encode()
-        for candidate in expected or [decoy]:
-            ok |= hmac.compare_digest(candidate, given) and bool(candidate) and candidate != decoy
-        if mode != "subscribe" or not ok or not challenge or not _CHALLENGE.match(challenge):
+        if tenant is None:
+            tenants = directory.tenants
+        else:
+            one = directory.get(tenant)
+            tenants = () if one is None else (one,)
+        enabled, disabled = _matches(tenants, (token or "").encode(), decoy)
+        if mode != "subscribe" or not challenge or not _CHALLENGE.match(challenge):
+            return error_response(403, "verification_failed", "verification failed")
+        if not enabled:
+            if disabled:
+                return error_response(403, "tenant_disabled", "the tenant is disabled")
             return error_response(403, "verification_failed", "verification failed")
         return PlainTextResponse(challenge, headers={"X-Content-Type-Options": "nosniff"})
 
@@ -57,7 +83,7 @@ def handshake_routes(
         challenge: str | None = Query(None, alias="hub.challenge"),
     ) -> Response:
         """Echo hub.challenge when hub.mode=subscribe and the verify token matches."""
-        admit_source(request)
+        admit_source(request, None)
         return answer(mode, token, challenge, None)
 
     @router.get("/webhook/{tenant_id}", response_model=None, summary="Handshake, per-tenant path")
@@ -69,7 +95,7 @@ def handshake_routes(
         challenge: str | None = Query(None, alias="hub.challenge"),
     ) -> Response:
         """The handshake against one tenant's verify token."""
-        admit_source(request)
+        admit_source(request, tenant_id)
         return answer(mode, token, challenge, tenant_id)
 
     return router

@@ -1,10 +1,13 @@
 """Prometheus metrics of the ingress (one registry per app instance, i.e. per replica).
 
-Labels are bounded: an outcome code or an item kind, never a tenant's number or a
-conversation.
+Labels are bounded: an outcome code, an item kind, or a tenant id taken from the tenant
+directory (`unknown` for anything else, e.g. a path naming a tenant that is not
+configured), never a tenant's number or a conversation.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -71,6 +74,35 @@ class IngressMetrics:
             "Rate-limit checks that failed (the request was let through: fail open).",
             registry=self.registry,
         )
+
+        self.tenant_items = Counter(
+            "wa_webhook_tenant_items",
+            "Items accepted into the inbox, by tenant.",
+            ["tenant"],
+            registry=self.registry,
+        )
+        self.tenant_rejections = Counter(
+            "wa_webhook_tenant_rejections",
+            "Refused webhook POSTs by tenant (the path's, else the delivery's once verified;"
+            " `unknown` before that or for a tenant not configured) and rejection code.",
+            ["tenant", "reason"],
+            registry=self.registry,
+        )
+        # Children of tenant_items by tenant id: labels() takes a lock and builds a key per
+        # call, this is one dict look-up per accepted item.
+        self._tenant_items: dict[str, Counter] = {}
+
+    def count_tenant_items(self, tenant_id: str, items: int = 1) -> None:
+        """Count items accepted for a tenant (its id comes from the directory)."""
+        child = self._tenant_items.get(tenant_id)
+        if child is None:
+            child = self._tenant_items[tenant_id] = self.tenant_items.labels(tenant_id)
+        child.inc(items)
+
+    def count_tenant_rejection(self, tenants: Iterable[str], reason: str) -> None:
+        """Count one refused POST under each of its tenants' labels."""
+        for tenant in tenants:
+            self.tenant_rejections.labels(tenant, reason).inc()
 
     def observe_request(self, outcome: str, seconds: float) -> None:
         """Count one answered POST."""

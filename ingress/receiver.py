@@ -7,6 +7,15 @@ bounds (400) -> envelope, tenant ownership and delivery size (400/403/413) -> ra
 together take longer than the ack timeout) -> 200. Nothing is stored until every check has
 passed.
 
+Per tenant (ingress/tenant_gates.py, docs/tenants.md "Webhook endpoint per tenant"): on
+`/webhook/{tenant_id}` the allowlist and the body cap are the tenant's own, and a disabled
+tenant is refused 403 `tenant_disabled` right after its signature verified. On `/webhook`
+the service's allowlist and cap apply before reading; once the delivery is split, its
+tenants (those owning its items, else the signers) are checked: any disabled refuses the
+whole delivery (Meta retries all of it), and each one's allowlist, where stricter than the
+service's, and body cap must admit it. The rate limits are each tenant's own when it sets
+them.
+
 Tenant resolution never trusts the body before the signature: the raw bytes are checked
 against every configured secret (or, on `/webhook/{tenant_id}`, that tenant's secrets,
 padded so that every tenant path, configured or not, costs as many HMACs and fails alike:
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +55,7 @@ from ingress.client_ip import IpAddress, mask_address
 from ingress.config import IngressConfig
 from ingress.metrics import IngressMetrics
 from ingress.rejection import (
+    BodyTooLarge,
     DeliveryTooLarge,
     InboxUnavailable,
     InvalidJson,
@@ -53,10 +64,12 @@ from ingress.rejection import (
     SignatureInvalid,
     SignatureMissing,
     SourceNotAllowed,
+    TenantDisabled,
     TooManyItems,
     UnsupportedMediaType,
 )
 from ingress.signature import matching_secrets, parse_signature
+from ingress.tenant_gates import UNKNOWN, GateSet, TenantGate, TenantGates
 from ingress.unverified import BodyHold, UnverifiedBudget, read_body
 from models import dedup
 from models.archive import RawDelivery, new_delivery_id
@@ -94,6 +107,7 @@ class WebhookReceiver:
         self.limiter = limiter  # None: no rate limits
         self.policy = config.source_policy
         self.candidates = SecretCandidates(directory)
+        self.gates = TenantGates(directory, config.source_policy, config.max_body_bytes)
         self.budget = UnverifiedBudget(config.max_unverified_bytes)
         metrics.unverified_bytes.set_function(lambda: self.budget.in_use)
         caps = (config.max_items_per_delivery, config.max_item_bytes, config.max_stored_ratio)
@@ -102,48 +116,104 @@ class WebhookReceiver:
     async def receive(self, request: Request, tenant_id: str | None) -> JSONResponse:
         """Run every check, store the items durably, then 200; else raise a rejection."""
         received_at = datetime.now(UTC)
-        started = request.state.started = time.perf_counter()
-        client = self.admit_source(request)
+        state = request.state
+        started = state.started = time.perf_counter()
+        gates = self.gates.current()
+        gate = gates.gates.get(tenant_id) if gates.gates and tenant_id is not None else None
+        if tenant_id is not None:  # the rejections' tenant label (ingress/error_handlers.py)
+            state.tenants = gates.labels.get(tenant_id, UNKNOWN)
+        client = self.admit_source(request, tenant_id)
         headers = request.headers
         self.check_media_type(headers.get("content-type", ""))
         with self.budget.hold() as hold:  # released once verified, or on any way out
-            body = await self.read_body(request, hold)
+            body = await self.read_body(request, hold, gate.max_body_bytes if gate else None)
             verified = self.verify(body, headers.get("x-hub-signature-256"), tenant_id)
+        if gate is not None and gate.disabled:  # only now: its signature verified
+            raise TenantDisabled
+        if tenant_id is None:
+            state.tenants = verified
         payload = self.parse(body)
         ctx = DeliveryContext(new_delivery_id(received_at), received_at, self.config.partitions)
         split = self.split(payload, ctx, verified, len(body))
+        owners = {item.tenant_id for item in split.items}
+        if tenant_id is None:  # on a tenant's path, every item is that tenant's (verify)
+            if owners and owners != verified:
+                state.tenants = owners
+            if gates.gates:
+                self.check_tenants(gates, owners or verified, client, len(body), state)
         # One deadline for both of the store's round trips (docs/reliability.md).
         deadline = asyncio.get_running_loop().time() + self.config.ack_timeout_s
-        await self.enforce_limits(client, self.charged_tenants(split, verified), deadline)
+        # Changes of numbers nobody owns count against the signers too, so a signer cannot
+        # fill the unowned partition beyond its own tenant limit.
+        charged = owners | verified if split.held else owners
+        await self.enforce_limits(client, charged, deadline, gates)
         raw = self.raw_delivery(body, headers.get("x-hub-signature-256"), split, ctx, verified)
         stored = await self.store(body, split.entries, ctx, raw, deadline)
         return self.answer(stored, split, ctx, client, started)
 
-    def admit_source(self, request: Request) -> IpAddress | None:
+    def admit_source(self, request: Request, tenant_id: str | None = None) -> IpAddress | None:
         """The client address (kept in request.state for the logs); SourceNotAllowed when
-        the allowlist does not hold it."""
+        the allowlist does not hold it: the service's, or on a tenant's path the tenant's."""
         peer = request.client.host if request.client else None
         client = self.policy.client(peer, request.headers.getlist("x-forwarded-for"))
         request.state.client = client
-        if not self.policy.allows(client):
+        policy = self.policy
+        if tenant_id is not None:
+            gates = self.gates.current().gates
+            gate = gates.get(tenant_id) if gates else None
+            if gate is not None:
+                policy = gate.policy
+        if not policy.allows(client):
             raise SourceNotAllowed
         return client
+
+    def check_tenants(
+        self,
+        gates: GateSet,
+        tenants: Collection[str],
+        client: IpAddress | None,
+        size: int,
+        state: Any = None,
+    ) -> None:
+        """The checks of the tenants a delivery on `/webhook` belongs to, once verified:
+        TenantDisabled if any is disabled (the whole delivery: Meta retries it whole;
+        counted under the disabled ones, named in `state`), SourceNotAllowed if the
+        allowlist of one whose policy is stricter than the service's refuses the client,
+        BodyTooLarge past one's body cap."""
+        found = {t: gate for t in tenants if (gate := gates.gates.get(t)) is not None}
+        if not found:
+            return
+        disabled = sorted(t for t, gate in found.items() if gate.disabled)
+        if disabled:
+            if state is not None:
+                state.tenants = disabled
+            raise TenantDisabled
+        for gate in found.values():
+            if gate.strict and not gate.policy.allows(client):
+                raise SourceNotAllowed
+        cap = min(gate.max_body_bytes for gate in found.values())
+        if size > cap:
+            raise BodyTooLarge(cap)
 
     def check_media_type(self, content_type: str) -> None:
         """UnsupportedMediaType unless the Content-Type is JSON (parameters ignored)."""
         if content_type.split(";", 1)[0].strip().lower() not in _JSON_TYPES:
             raise UnsupportedMediaType
 
-    async def read_body(self, request: Request, hold: BodyHold | None = None) -> bytes:
+    async def read_body(
+        self, request: Request, hold: BodyHold | None = None, cap: int | None = None
+    ) -> bytes:
         """The raw body, read within the deadline (BodyTimeout), the cap (BodyTooLarge,
-        declared or streamed: a body is never read past the cap) and the replica's budget
-        of unverified bytes, charged to `hold` (Overloaded; without a hold, one released on
-        return); BadContentLength if the declared length is not a number."""
+        declared or streamed: a body is never read past the cap; the service's unless
+        given) and the replica's budget of unverified bytes, charged to `hold` (Overloaded;
+        without a hold, one released on return); BadContentLength if the declared length
+        is not a number."""
         if hold is None:
             with self.budget.hold() as own:
-                return await self.read_body(request, own)
+                return await self.read_body(request, own, cap)
         config = self.config
-        body = await read_body(request, config.max_body_bytes, config.body_timeout_s, hold)
+        cap = config.max_body_bytes if cap is None else cap
+        body = await read_body(request, cap, config.body_timeout_s, hold)
         self.metrics.body_bytes.observe(len(body))
         return body
 
@@ -209,24 +279,30 @@ class WebhookReceiver:
         except DeliveryTooLargeError as exc:
             raise DeliveryTooLarge(str(exc)) from exc
 
-    @staticmethod
-    def charged_tenants(split: Split, verified: set[str]) -> set[str]:
-        """The tenants a delivery counts against: those of its items and, when it holds
-        changes of numbers nobody owns, the tenants whose secret signed it (so a signer
-        cannot fill the unowned partition beyond its own tenant limit)."""
-        tenants = {item.tenant_id for item in split.items}
-        return tenants | verified if split.held else tenants
-
     async def enforce_limits(
-        self, client: IpAddress | None, tenants: set[str], deadline: float | None = None
+        self,
+        client: IpAddress | None,
+        tenants: set[str],
+        deadline: float | None = None,
+        gates: GateSet | None = None,
     ) -> None:
         """Count the request against its address and each tenant; RateLimited when over.
-        A limiter that fails, or has not answered by `deadline` (loop time), lets it pass."""
+        A limiter that fails, or has not answered by `deadline` (loop time), lets it pass;
+        `gates`: the request's (default: the directory's current ones).
+
+        A tenant's rules.rate_limits replace the service's limits for it: its own
+        per-tenant limit, and with `per_ip`, a per-address counter of its own (`ipt:`) in
+        place of the one every other tenant's requests share."""
         limiter = self.limiter
         if limiter is None:
             return
-        limits = [(f"ip:{client}", self.config.rate_limit_per_ip)]
-        limits += [(f"tenant:{t}", self.config.rate_limit_per_tenant) for t in sorted(tenants)]
+        config = self.config
+        by_tenant = (gates or self.gates.current()).gates
+        if not by_tenant:
+            limits = [(f"ip:{client}", config.rate_limit_per_ip)]
+            limits += [(f"tenant:{t}", config.rate_limit_per_tenant) for t in sorted(tenants)]
+        else:
+            limits = self.tenant_limits(by_tenant, client, tenants)
         try:
             async with asyncio.timeout_at(deadline):
                 retry_after = await limiter.hit(limits)
@@ -239,6 +315,23 @@ class WebhookReceiver:
             return
         if retry_after > 0:
             raise RateLimited(retry_after)
+
+    def tenant_limits(
+        self, gates: dict[str, TenantGate], client: IpAddress | None, tenants: Collection[str]
+    ) -> list[tuple[str, int]]:
+        """The (key, limit) pairs of a request when some tenant has gates: see enforce_limits."""
+        config = self.config
+        shared_ip = not tenants
+        own: list[tuple[str, int]] = []
+        for t in sorted(tenants):
+            gate = gates.get(t)
+            if gate is not None and gate.per_ip is not None:
+                own.append((f"ipt:{t}:{client}", gate.per_ip))
+            else:
+                shared_ip = True
+            per_tenant = gate.per_tenant if gate is not None else None
+            own.append((f"tenant:{t}", per_tenant or config.rate_limit_per_tenant))
+        return [(f"ip:{client}", config.rate_limit_per_ip), *own] if shared_ip else own
 
     @staticmethod
     def raw_delivery(
@@ -315,9 +408,11 @@ class WebhookReceiver:
             self.metrics.observe_request("duplicate", elapsed)
             log.debug("webhook_duplicate", source=mask_address(client))
             return JSONResponse({"status": "duplicate", "items": 0})
-        self.metrics.observe_request("accepted", elapsed)
+        metrics = self.metrics
+        metrics.observe_request("accepted", elapsed)
         for item in split.items:
-            self.metrics.items.labels(item.kind).inc()
+            metrics.items.labels(item.kind).inc()
+            metrics.count_tenant_items(item.tenant_id)
         reply: dict[str, Any] = {
             "status": "accepted",
             "delivery_id": ctx.delivery_id,

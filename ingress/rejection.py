@@ -103,6 +103,13 @@ class DeliveryTooLarge(RequestRejected):
     status, code, default_message = 413, "delivery_too_large", "the delivery would store too much"
 
 
+class TenantDisabled(RequestRejected):
+    """The delivery's signature verified, but a tenant it belongs to is disabled: nothing
+    of it is stored, and Meta retries it (for up to 7 days) until the tenant is enabled."""
+
+    status, code, default_message = 403, "tenant_disabled", "the tenant is disabled"
+
+
 class RateLimited(RequestRejected):
     """The source address or a tenant is over its limit in the current window."""
 

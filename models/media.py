@@ -54,8 +54,8 @@ FAIL_REASONS = (
     "internal_error",  # an unexpected error in the pipeline (detail: its type)
 )
 SKIP_REASONS = (
-    "disabled",  # media download is off (WA_MEDIA_ENABLED, the tenant's media policy)
-    "type_disabled",  # off for this message type
+    "disabled",  # media download is off (WA_MEDIA_ENABLED; the tenant's `media.download`)
+    "type_disabled",  # off for this message type (WA_MEDIA_TYPES; the tenant's `media.types`)
 )
 REASONS = REJECT_REASONS + FAIL_REASONS + SKIP_REASONS
 
@@ -115,6 +115,10 @@ class MediaJob(_Closed):
     animated: bool = False
     voice: bool = False
     sent_at: datetime  # the message's timestamp: the object key's <yyyy>/<mm>
+    # The tenant's media policy (docs/tenants.md): its cap for this type (the service's
+    # applies when lower) and its file URLs' lifetime (None: the service's).
+    max_bytes: int | None = Field(default=None, ge=1)
+    url_ttl_s: int | None = Field(default=None, ge=1)
 
 
 def media_key(tenant_id: str, sent_at: datetime, media_id: str) -> str:
@@ -135,6 +139,15 @@ def thumbnail_key(key: str) -> str:
 # an optional suffix such as thumbnail_key's): no segment starts with a dot, so no `..`,
 # no hidden name, no absolute path and nothing a URL or a file system would reinterpret.
 _KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}/[0-9]{4}/[0-9]{2}/[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+
+
+def is_tenant_id(value: str) -> bool:
+    """Whether `value` is a tenant id (a media key's first segment): safe as a folder
+    or an object prefix."""
+    return _TENANT.fullmatch(value) is not None
+
+
+_TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 def is_media_key(key: str) -> bool:

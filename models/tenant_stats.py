@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -64,13 +65,19 @@ def event_counters(event: NormalizedEvent) -> Iterable[tuple[str, int]]:
         yield "failures:error", 1
 
 
-def tally(events: Iterable[NormalizedEvent]) -> dict[str, Counter[str]]:
-    """The increments of a committed batch, per tenant."""
+def tally(
+    events: Iterable[NormalizedEvent], filtered: Iterable[NormalizedEvent] = ()
+) -> dict[str, Counter[str]]:
+    """The increments of a committed batch, per tenant; `filtered`: the events their
+    tenant's forward rule kept back (`filtered:<category>:<type>`, nothing else)."""
     counts: dict[str, Counter[str]] = {}
     for event in events:
         per_tenant = counts.setdefault(event.tenant_id, Counter())
         for name, amount in event_counters(event):
             per_tenant[name] += amount
+    for event in filtered:
+        per_tenant = counts.setdefault(event.tenant_id, Counter())
+        per_tenant[f"filtered:{_segment(event.category)}:{_segment(event.type)}"] += 1
     return counts
 
 
@@ -87,6 +94,12 @@ class TenantStats(BaseModel):
     failures: dict[str, int] = {}  # kind -> count
     phone_numbers: dict[str, int] = {}  # phone_number_id -> events through it
     wabas: dict[str, int] = {}  # WABA id -> events through it
+    # category -> type -> events the forward rule kept back (archived, not published)
+    filtered: dict[str, dict[str, int]] = {}
+    filtered_total: int = 0
+    # The tenant's rate limiter (actors/tenant_limiter.py): rates, tokens granted, waits,
+    # throttles by Meta code, `throttled_until`; null when it is not running or slow.
+    limiter: dict[str, Any] | None = None
 
     @classmethod
     def from_counters(cls, tenant_id: str, counters: Mapping[str, int]) -> TenantStats:
@@ -97,6 +110,7 @@ class TenantStats(BaseModel):
         failures: dict[str, int] = {}
         numbers: dict[str, int] = {}
         wabas: dict[str, int] = {}
+        filtered: dict[str, dict[str, int]] = {}
         for name, value in sorted(counters.items()):
             group, _, rest = name.partition(":")
             if group == "events":
@@ -112,6 +126,9 @@ class TenantStats(BaseModel):
                 numbers[rest] = value
             elif group == "wabas":
                 wabas[rest] = value
+            elif group == "filtered":
+                category, _, kind = rest.partition(":")
+                filtered.setdefault(category, {})[kind] = value
         total = sum(n for per_type in events.values() for n in per_type.values())
         return cls(
             tenant_id=tenant_id,
@@ -122,4 +139,6 @@ class TenantStats(BaseModel):
             failures=failures,
             phone_numbers=numbers,
             wabas=wabas,
+            filtered=filtered,
+            filtered_total=sum(n for per_type in filtered.values() for n in per_type.values()),
         )

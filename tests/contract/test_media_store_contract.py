@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -136,3 +136,25 @@ async def test_keys_of_another_shape_are_refused(subject: Subject, tmp_path: Pat
 async def test_ping_answers(subject: Subject) -> None:
     """A reachable store answers its ping."""
     await subject.store.ping()
+
+
+async def test_a_sweep_deletes_only_the_tenants_objects_older_than_asked(
+    subject: Subject, tmp_path: Path
+) -> None:
+    """A tenant's retention (media.retention_days): its stored, thumbnail and quarantined
+    objects written before the cut are deleted; newer ones and other tenants' stay."""
+    other = media_key("beta", datetime(2026, 12, 3, tzinfo=UTC), "1234567890")
+    await subject.store.put(KEY, a_file(tmp_path, b"stored"), "image/png", {})
+    await subject.store.put(thumbnail_key(KEY), a_file(tmp_path, b"thumb"), "image/jpeg", {})
+    await subject.store.put(KEY, a_file(tmp_path, b"bad"), "image/png", {}, quarantine=True)
+    await subject.store.put(other, a_file(tmp_path, b"theirs"), "image/png", {})
+    now = datetime.now(UTC)
+    assert await subject.store.sweep("acme", now - timedelta(hours=1)) == 0  # all newer
+    assert await subject.store.head(KEY) is not None
+    assert await subject.store.sweep("acme", now + timedelta(hours=1)) == 3
+    assert await subject.store.head(KEY) is None
+    assert await subject.store.head(thumbnail_key(KEY)) is None
+    assert await subject.store.head(other) is not None
+    assert await subject.store.sweep("acme", now + timedelta(hours=1)) == 0
+    with pytest.raises(ValueError, match="tenant"):
+        await subject.store.sweep("../etc", now)

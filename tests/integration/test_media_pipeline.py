@@ -118,6 +118,9 @@ class DownStore:
     def url(self, key: str, ttl_s: float) -> tuple[str, datetime]:
         raise AssertionError("no URL of a store that is down")
 
+    async def sweep(self, tenant_id: str, older_than: datetime) -> int:
+        raise TransientError("s3 sweep: connection refused")
+
     async def ping(self) -> None:
         raise TransientError("s3: connection refused")
 
@@ -559,3 +562,45 @@ async def test_files_are_processed_concurrently(
     assert time.monotonic() - started < 30
     assert [file.status for file in results] == ["stored"] * 8
     assert len({file.object_key for file in results}) == 8
+
+
+async def test_a_tenants_cap_lowers_the_services_and_never_raises_it(
+    source: FolderSource, stores: Stores, work_dir: Path, tmp_path: Path
+) -> None:
+    """The job carries the tenant's cap for its type (media.max_bytes): under the
+    service's, the file over it is `too_large`; above the service's, the service's holds."""
+    photo = files.jpeg_with_gps(tmp_path / "p.jpg")
+    size = photo.stat().st_size
+    source.add("5101", photo, "image/jpeg")
+    source.add("5102", photo, "image/jpeg")
+    source.add("5103", photo, "image/jpeg")
+    pipeline = pipeline_of(source, stores, work_dir, None)
+    capped = await pipeline.process(job_of("5101", "image", "image/jpeg", max_bytes=size - 1))
+    assert (capped.status, capped.reason) == ("rejected", "too_large")
+    fits = await pipeline.process(job_of("5102", "image", "image/jpeg", max_bytes=size))
+    assert fits.status == "stored"
+    strict = MediaLimits(max_bytes_image=size - 1)
+    raised = await pipeline_of(source, stores, work_dir, None, strict).process(
+        job_of("5103", "image", "image/jpeg", max_bytes=10 * size)
+    )
+    assert (raised.status, raised.reason) == ("rejected", "too_large")
+
+
+async def test_a_tenants_url_ttl_is_the_file_urls_lifetime(
+    source: FolderSource, stores: Stores, work_dir: Path, tmp_path: Path
+) -> None:
+    """media.url_ttl_s: the stored file's URL (and a second run's, from the store) lives
+    that long instead of the service's WA_MEDIA_URL_TTL_S (3600 s here)."""
+    photo = files.jpeg_with_gps(tmp_path / "p.jpg")
+    source.add("5201", photo, "image/jpeg")
+    pipeline = pipeline_of(source, stores, work_dir, None)
+    for _ in range(2):  # fetched, then answered from the store
+        before = time.time()
+        file = await pipeline.process(job_of("5201", "image", "image/jpeg", url_ttl_s=900))
+        assert file.status == "stored"
+        assert file.url_expires_at is not None
+        lifetime = file.url_expires_at.timestamp() - before
+        assert 800 < lifetime <= 901
+    default = await pipeline.process(job_of("5201", "image", "image/jpeg"))
+    assert default.url_expires_at is not None
+    assert default.url_expires_at.timestamp() - time.time() > 3000

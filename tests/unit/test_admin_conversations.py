@@ -23,7 +23,8 @@ from ingress.error_handlers import install_error_handlers
 from ingress.metrics import IngressMetrics
 from models.conversation import ConversationCustomer, ConversationKind, ConversationRecord
 from models.routing import conversation_id, conversation_key
-from models.tenant import TenantDirectory
+from models.tenant import PiiRule, TenantDirectory, TenantRules
+from models.tenant_pii import MASK
 from tests.support.app import tenant
 from tests.support.clock import FixedClock
 from tests.support.configs import ingress_config, sqlite_inbox
@@ -306,3 +307,38 @@ async def test_a_store_outage_is_a_503(path: str, params: dict[str, Any], tmp_pa
         reply = await client.get(path, params=params, headers=AUTH)
     assert error_of(reply) == (503, "store_unavailable")
     assert reply.headers["retry-after"] == "1"
+
+
+async def test_a_pii_masked_tenants_conversations_are_shown_masked(tmp_path: Path) -> None:
+    """A tenant whose PII rule masks names and hashes numbers: found by the clear wa_id
+    (the store keeps it clear), shown with its hash and the mask, by id and by search;
+    another tenant's record is shown as stored."""
+    masked = tenant("acme").model_copy(
+        update={"rules": TenantRules(pii=PiiRule(customer_name="mask", phone="hash"))}
+    )
+    other = tenant("other", secrets=("other-secret",), phone_ids=(OTHER_PHONE,), default=False)
+    config = ingress_config(partitions=1, admin_token=SecretStr(TOKEN))
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    mine, theirs = record("acme", PHONE, WA_ID), record("other", OTHER_PHONE, WA_ID)
+    await put(inbox, mine, theirs)
+    app = create_app(IngressDeps(config, TenantDirectory([masked, other]), inbox))
+    async with admin_client(inbox, app) as client:
+        search = await client.get(
+            "/admin/conversations", params={"tenant_id": "acme", "wa_id": WA_ID}, headers=AUTH
+        )
+        by_id = await client.get(f"/admin/conversations/{mine.conversation_id}", headers=AUTH)
+        other_reply = await client.get(
+            f"/admin/conversations/{theirs.conversation_id}", headers=AUTH
+        )
+    assert search.status_code == by_id.status_code == 200
+    for text in (search.text, by_id.text):
+        assert WA_ID not in text
+        assert "Ada" not in text
+    customer = by_id.json()["conversation"]["customer"]
+    assert customer == {
+        "wa_id": masked.hash_phone(WA_ID),
+        "user_id": None,
+        "username": None,
+        "name": MASK,
+    }
+    assert other_reply.json()["conversation"]["customer"]["wa_id"] == WA_ID

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from ingress import account_admin, admin, media, rejection, replay_admin
+from ingress import account_admin, admin, media, rejection, replay_admin, tenant_admin
 from ingress.rejection import RequestRejected, error_response
 
 # (class, status, code, message when the raiser adds none)
@@ -27,12 +27,16 @@ TABLE: list[tuple[type[RequestRejected], int, str, str]] = [
         "delivery_too_large",
         "the delivery would store too much",
     ),
+    (rejection.TenantDisabled, 403, "tenant_disabled", "the tenant is disabled"),
     (rejection.InboxUnavailable, 503, "inbox_unavailable", "try again later"),
     (admin.InvalidLookup, 400, "invalid_lookup", "invalid look-up parameters"),
     (admin.ConversationNotFound, 404, "conversation_not_found", "no such conversation"),
     (replay_admin.InvalidReplay, 400, "invalid_replay", "invalid replay request"),
     (replay_admin.NothingToReplay, 404, "replay_not_found", "nothing to replay by that id"),
     (account_admin.TenantNotFound, 404, "tenant_not_found", "no such tenant"),
+    (tenant_admin.InvalidTenant, 400, "invalid_tenant", "invalid tenant"),
+    (tenant_admin.TenantAlreadyExists, 409, "tenant_exists", "a tenant by that id exists"),
+    (tenant_admin.TenantsConflict, 409, "tenant_conflict", "the tenants would conflict"),
     (media.MediaNotFound, 404, "not_found", "no such media file"),
     (media.MediaSignatureInvalid, 403, "signature_mismatch", "the URL's signature is not valid"),
     (media.MediaUrlExpired, 403, "url_expired", "the URL has expired"),

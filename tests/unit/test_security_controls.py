@@ -35,14 +35,14 @@ async def test_handshake_answers_plain_text_not_sniffable(tmp_path: Path) -> Non
 
 
 async def test_admin_lists_tenants_and_backlog_without_secrets(tmp_path: Path) -> None:
-    """With the bearer token: ids and numbers, secret counts, never a secret value."""
+    """With the bearer token: ids and numbers, which secrets are set, never a value."""
     async with security_stack(tmp_path, "embedded") as stack:
         await post_signed(stack, body())
         auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         tenants = await stack.client("10.0.0.1").get("/admin/tenants", headers=auth)
         inbox = await stack.client("10.0.0.1").get("/admin/inbox", headers=auth)
     assert [t["id"] for t in tenants.json()["tenants"]] == ["acme", "other"]
-    assert tenants.json()["tenants"][0]["app_secrets"] == 2
+    assert tenants.json()["tenants"][0]["app_secrets"] == [{"app_id": None, "set": True}] * 2
     assert SECRET not in tenants.text
     assert VERIFY not in tenants.text
     assert inbox.json()["total"] == 1

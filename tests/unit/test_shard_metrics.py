@@ -113,6 +113,7 @@ _PORT_CALLS = {
     "unowned_measured",
     "conversation_events",
     "reorder_held",
+    "events_filtered",
 }
 
 
