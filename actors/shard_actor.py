@@ -339,7 +339,11 @@ class ShardActor:
 
     async def ensure_running(self) -> ShardStatus:
         """Start the pull loop if it is not running (also after an actor restart)."""
-        if (self._loop is None or self._loop.done()) and await self._tenants_loaded():
+        # The load first, the check after it: calls overlap (the pool's start and its
+        # health checks), and a check made before an await could let two of them each
+        # start a pull loop on the one partition. Once loaded, nothing here suspends.
+        loaded = await self._tenants_loaded()
+        if loaded and (self._loop is None or self._loop.done()):
             self._shard.resume()
             self._loop = asyncio.create_task(self._shard.run())
         if self._backlog is None or self._backlog.done():

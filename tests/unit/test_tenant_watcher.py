@@ -17,8 +17,9 @@ import structlog
 from structlog.testing import capture_logs
 
 from adapters.sqlite_tenants import SqliteTenantRegistry
+from cluster.backends import SqliteInboxConfig
 from cluster.logging import configure_logging
-from cluster.tenant_wiring import TenantWatcher
+from cluster.tenant_wiring import TenantWatcher, watched_directory
 from models.tenant import Tenant, TenantDirectory
 from tests.support.failing_tenants import FailingTenantRegistry
 
@@ -164,3 +165,30 @@ async def test_secrets_loaded_from_the_registry_are_redacted_in_the_logs(
         configure_logging("INFO")
     assert "a-secret-added-through-the-api" not in out.getvalue()
     assert "[redacted]" in out.getvalue()
+
+
+async def test_a_thread_watched_directory_holds_the_registry_set_on_return(
+    tmp_path: Path,
+) -> None:
+    """watched_directory (the media workers', the refresher's) returns after its first
+    load: the seed tenant as registered (its pii_key) and a tenant only the registry has."""
+    registry = SqliteTenantRegistry(tmp_path / "inbox.db")
+    try:
+        await registry.put(tenant("api", "107", access_token="token-of-api"), create=True)
+    finally:
+        await registry.close()
+    inbox = SqliteInboxConfig(
+        path=tmp_path / "inbox.db",
+        dedup_window_s=60,
+        conversation_retention_s=None,
+        message_state_ttl_s=60,
+    )
+    # 5 s: the thread outlives the test (a daemon), polling rarely.
+    directory = watched_directory(inbox, [tenant("file", "106")], 5.0, "test")
+    assert directory.ids == {"api", "file"}
+    api = directory.get("api")
+    assert api is not None
+    assert api.access_token is not None
+    filed = directory.get("file")
+    assert filed is not None
+    assert filed.pii_key is not None
