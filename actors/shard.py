@@ -245,6 +245,9 @@ class _Ready:
     size: int | None = None  # entry_bytes, measured when a batch is cut
     charged: bool = False  # took its tenant's publish token (actors/shard_throttle.py)
     held_since: float | None = None  # held for its tenant's tokens from (the throttle's clock)
+    # Kept by an earlier pass of the media check: earlier than any media hold of its
+    # conversation made since (a cut bounded by count, or the throttle, left it behind).
+    media_passed: bool = False
 
 
 @dataclass(slots=True)
@@ -802,7 +805,9 @@ class ConversationShard:
                 cid = ready.draft.item.conversation_id
                 if self._park.holds(cid):
                     self._park.behind(cid, ready)
-                elif self._media.holds(cid):
+                elif self._media.holds(cid) and not ready.media_passed:
+                    # (An entry that passed the media check before is earlier than the
+                    # held ones: it goes first, never behind them.)
                     self._media.behind(cid, ready)
                 elif throttle is not None and throttle.holds(cid) and not ready.charged:
                     # (A charged entry was let in before its conversation was held: it is
@@ -866,6 +871,7 @@ class ConversationShard:
                 held[cid] = [ready]
             else:
                 ready.draft = self._media.attach(ready.stored.entry_id, ready.draft)
+                ready.media_passed = True
                 kept.append(ready)
         for cid, entries in held.items():
             self._media.hold(cid, entries)

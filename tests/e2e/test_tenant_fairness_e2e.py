@@ -81,6 +81,7 @@ def stack(tmp_path: Path) -> Iterator[dict[str, str]]:
         "WA_ADMIN_TOKEN": ADMIN_TOKEN,
         "WA_REORDER_WINDOW_MS": "0",
         "WA_SHARDS": "2",
+        "WA_LIMITER_ENABLED": "true",
     }
     asyncio.run(_delete_exchange(exchange))
     client = redis.Redis.from_url(REDIS_URL)

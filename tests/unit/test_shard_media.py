@@ -245,3 +245,29 @@ async def test_a_media_message_the_fetch_cannot_start_goes_out_failed_not_stuck(
     file = item_events(events)[0]["data"]["file"]
     assert (file["status"], file["reason"]) == ("failed", "internal_error")
     assert await inbox.backlog(0) == 0
+
+
+async def test_an_entry_left_over_by_a_bounded_cut_goes_before_its_held_media_message(
+    tmp_path: Path,
+) -> None:
+    """Batches of one: text 1 is cut, text 2 is left ready, image 3 held for its file.
+    The next pass must publish 2 before 3, not put 2 behind the hold (found with the
+    per-tenant throttle, which leaves entries ready the same way)."""
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = tmp_path / "outbox.db"
+    runner = GatedRunner()
+    shard = ConversationShard(
+        shard_config(block_ms=10, max_item_age_s=None, batch_size=1, reorder_window_ms=0),
+        inbox,
+        OutboxPublisher(outbox),
+        ShardStats(),
+        media=fetcher(runner),
+    )
+    await store(inbox, [inbox_item(1), inbox_item(2), image(3), inbox_item(4)])
+    await run_for(shard, 0.3)
+    assert ids(published(outbox)) == ["wamid.1", "wamid.2"], "2 is earlier than the hold"
+    runner.gate("m3").set()
+    await run_for(shard, 0.3)
+    events = published(outbox)
+    assert ids(events) == ["wamid.1", "wamid.2", "wamid.3", "wamid.4"]
+    check_streams(events, {"c1": "customer"})

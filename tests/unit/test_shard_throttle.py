@@ -197,3 +197,48 @@ async def test_entries_let_in_but_left_over_by_a_small_batch_go_before_the_held_
     assert [e["event_id"] for e in item_events(published(outbox))] == [
         f"wamid.a.{n}" for n in range(1, 21)
     ]
+
+
+async def test_an_entry_released_by_the_throttle_goes_before_its_media_held_successors(
+    tmp_path: Path,
+) -> None:
+    """Text 1 waits for a token while image 2 (and text 3 behind it) wait for the file:
+    once the token comes, 1 goes first, not behind the media hold (the order bug the
+    media e2e test found: successors published before their held predecessor)."""
+    from actors.media_fetch import MediaFetcher, MediaPolicy
+    from tests.unit.test_shard_media import GatedRunner
+
+    runner = GatedRunner()
+    leases = HandedLeases({"acme": 0})
+    outbox = tmp_path / "outbox.db"
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    shard = ConversationShard(
+        shard_config(block_ms=10, max_item_age_s=None, linger_ms=0, reorder_window_ms=0),
+        inbox,
+        OutboxPublisher(outbox),
+        media=MediaFetcher(
+            runner, MediaPolicy(wait_s=5.0, retry_base_s=0.01, retry_max_delay_s=0.02)
+        ),
+        budget=PublishBudget(leases, lease_s=0.5, max_held=1000, metrics=NoThrottleMetrics()),
+    )
+    image = item(2, "acme", "c1")
+    image = image.model_copy(
+        update={
+            "item": {
+                **image.item,
+                "type": "image",
+                "image": {"id": "m2", "mime_type": "image/jpeg", "sha256": "c2hhMjU2"},
+            }
+        }
+    )
+    await store(inbox, [item(1, "acme", "c1"), image, item(3, "acme", "c1")])
+    await run_until(shard, lambda: len(runner.calls) == 1, rounds=50)
+    for _ in range(20):  # 1 held for a token, 2 and 3 for the file
+        await shard.run_once()
+        await asyncio.sleep(0.002)
+    leases.pots["acme"] = None  # tokens for everyone now; the file still not ready
+    await run_until(shard, lambda: len(item_events(published(outbox))) >= 1)
+    runner.gate("m2").set()
+    await run_until(shard, lambda: len(item_events(published(outbox))) >= 3)
+    order = [e["event_id"] for e in item_events(published(outbox))]
+    assert order == ["wamid.acme.1", "wamid.acme.2", "wamid.acme.3"]
