@@ -233,11 +233,13 @@ async def test_an_entry_released_by_the_throttle_goes_before_its_media_held_succ
     )
     await store(inbox, [item(1, "acme", "c1"), image, item(3, "acme", "c1")])
     await run_until(shard, lambda: len(runner.calls) == 1, rounds=50)
+    assert runner.calls == ["m2"], "the image's fetch started"
     for _ in range(20):  # 1 held for a token, 2 and 3 for the file
         await shard.run_once()
         await asyncio.sleep(0.002)
     leases.pots["acme"] = None  # tokens for everyone now; the file still not ready
     await run_until(shard, lambda: len(item_events(published(outbox))) >= 1)
+    assert [e["event_id"] for e in item_events(published(outbox))] == ["wamid.acme.1"]
     runner.gate("m2").set()
     await run_until(shard, lambda: len(item_events(published(outbox))) >= 3)
     order = [e["event_id"] for e in item_events(published(outbox))]
