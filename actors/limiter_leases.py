@@ -62,7 +62,12 @@ class LimiterHandles:
             return await asyncio.wait_for(
                 getattr(handle, method).remote(request), timeout=self.timeout_s
             )
-        except Exception as exc:  # Ray's errors, a timeout: the actor restarting or gone
+        except TimeoutError as exc:
+            # Slow or restarting (Ray restarts it and retries the call): the handle is
+            # kept, since this process may own the actor, which would end with its last
+            # handle here (actors/tenant_limiter.py).
+            raise TransientError(f"tenant limiter {method}: timed out") from exc
+        except Exception as exc:  # Ray's errors: the actor gone (its creator died)
             self._handles.pop(tenant_id, None)
             raise TransientError(f"tenant limiter {method}: {type(exc).__name__}") from exc
 

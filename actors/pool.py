@@ -172,7 +172,7 @@ class ShardPool:
         finally:
             for actor in [*self._shards, *self._media_workers]:
                 ray.kill(actor, no_restart=True)
-            # The tenant limiters are detached (actors/tenant_limiter.py): ended by name.
+            # The tenant limiters die with the shards that made them; by name all the same.
             end_limiters(self._prefix)
 
 

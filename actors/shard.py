@@ -42,7 +42,7 @@ import contextlib
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -84,6 +84,7 @@ log = structlog.get_logger("shard")
 
 _FLUSH_TIMEOUT_S = 5.0  # a stopping shard's attempt at publishing what its window holds
 _ROUTE_DOWN_S = 1.0  # a tenant's broken route is tried again this often (its entries wait)
+_RELOAD_TIMEOUT_S = 10.0  # a reload of the tenants a newer entry waits for (then goes on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +290,7 @@ class ConversationShard:
         | None = None,
         tenants: TenantDirectory | None = None,
         budget: PublishBudget | None = None,
+        reload_tenants: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """`media`: fetches media messages' files before they are published
         (actors/shard_media.py); None publishes them without (`data.file` null).
@@ -297,9 +299,13 @@ class ConversationShard:
         changes, per-tenant counts); it must not raise.
         `tenants`: the live tenant directory (kept current by the actor's registry
         watcher, cluster/tenant_wiring.py) whose rules the shard applies; None: every
-        tenant has the default rules."""
+        tenant has the default rules. `reload_tenants`: loads the registry now (the
+        watcher's refresh; it must not raise), awaited when an entry was split against a
+        newer registry version than the directory holds."""
         self.config = config
         self._tenants = tenants if tenants is not None else TenantDirectory(())
+        self._reload_tenants = reload_tenants
+        self._reloaded_for = 0  # the highest entry version a reload was awaited for
         self._on_commit = on_commit
         self._inbox = inbox
         self._publisher = publisher
@@ -945,11 +951,31 @@ class ConversationShard:
             self._cutter.hold(stored)
             if not stored:
                 return []
+            await self._tenants_as_of(stored)
             self._stall.pending()
             redelivered = sum(1 for s in stored if s.deliveries > 1)
             if redelivered:
                 self._metrics.entries_redelivered(redelivered)
         return self._cutter.take()
+
+    async def _tenants_as_of(self, stored: Sequence[StoredItem]) -> None:
+        """Reload the tenant directory when an entry was split against a newer registry
+        version than it holds: a tenant added or changed a moment ago has its rules (its
+        forward rule, its PII key) from its first webhook, not a poll later. At most one
+        reload per newer version: a registry that went back (a store emptied by hand)
+        costs one load, not one per batch; a reload that fails keeps the last directory
+        (the watcher logs it) and the entries go on under it."""
+        if self._reload_tenants is None:
+            return
+        newest = max((s.item.registry_version or 0 for s in stored), default=0)
+        have = self._tenants.registry_version
+        if newest <= self._reloaded_for or (have is not None and newest <= have):
+            return
+        self._reloaded_for = newest
+        try:
+            await asyncio.wait_for(self._reload_tenants(), timeout=_RELOAD_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 -- go on under the last directory
+            log.warning("shard_tenants_reload_failed", partition=self.config.partition)
 
     async def _publish(self, batch: _Batch, clock: Callable[[], float]) -> None:
         """Publish the batch's events (confirmed). Events the publisher rejects (nothing

@@ -331,6 +331,7 @@ class ShardActor:
             media=media,
             on_commit=self._hook.committed if self._hook is not None else None,
             tenants=live[0] if live is not None else None,
+            reload_tenants=live[2] if live is not None else None,
             budget=budget_factory(_known_ids(live)) if budget_factory is not None else None,
         )
         self._hooking: asyncio.Task[None] | None = None

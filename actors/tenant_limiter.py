@@ -2,9 +2,14 @@
 
 `<prefix>-limiter-<tenant>`, created on demand by whoever needs it first (a shard, a
 media worker, the account refresher) with `get_if_exists`, zero CPUs, restarted by Ray
-without limit and its calls retried. Detached: created by a shard actor, a limiter would
-otherwise die with that shard (an actor's fate is its owner's) while the tenant's other
-shards still use it; the shard pool's shutdown ends them by name (`end_limiters`).
+without limit and its calls retried. Not detached: it shares the fate of the process
+that created it (an actor's fate is its owner's), every one of which the shard pool owns,
+so a limiter can never outlive the service that made it (a killed or restarted service
+left detached ones running against a gone store, in the way of the next one). When its
+creator dies (a shard killed), the other users' next call fails, they drop the handle
+(actors/limiter_leases.py) and the next one creates it again: its buckets start empty
+(never more than the rate), its Graph closure is read back from the state store. The
+shard pool's shutdown also ends them by name (`end_limiters`).
 
 State. The budgets' logic is actors/tenant_budget.py. A restart loses the token buckets
 (they start empty: never more than the rate allows) but finds its Graph closure and
@@ -99,6 +104,8 @@ class TenantLimits:
         self._refreshed = 0.0
         self._refreshing: asyncio.Task[None] | None = None
         self._starting = asyncio.Lock()
+        self._failing: set[str] = set()  # what failed since it last worked: logged once
+        self._rules = TenantRules()  # the last rules read (the defaults until then)
 
     async def budget(self) -> TenantBudget:
         """The budget, made on first use from the stored state and the current rates."""
@@ -171,21 +178,36 @@ class TenantLimits:
     async def _refresh_quietly(self) -> None:
         try:
             await self.refresh()
-        except Exception:  # logged: the old rates hold until the store answers
-            log.warning("tenant_limiter_refresh_failed", tenant_id=self.tenant_id, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 -- the old rates hold until the store answers
+            self._failed("refresh", exc)
+        else:
+            self._failing.discard("refresh")
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Log a failure once per outage (a refresh every few seconds against a store
+        that is down would flood the logs)."""
+        if what not in self._failing:
+            self._failing.add(what)
+            log.warning(
+                f"tenant_limiter_{what}_failed", tenant_id=self.tenant_id, error=repr(exc)[:300]
+            )
 
     async def _rates(self) -> tuple[float, float]:
+        rules = self._rules
         try:
-            rules = await self._deps.rules(self.tenant_id)
-        except Exception:  # logged: the defaults until the registry answers
-            log.warning("tenant_limiter_rules_failed", tenant_id=self.tenant_id, exc_info=True)
-            rules = TenantRules()
+            rules = self._rules = await self._deps.rules(self.tenant_id)
+        except Exception as exc:  # noqa: BLE001 -- the last rules until the registry answers
+            self._failed("rules", exc)
+        else:
+            self._failing.discard("rules")
         snapshot = None
         if rules.publish_rate_per_s is None:
             try:
                 snapshot = await self._deps.snapshot(self.tenant_id)
-            except Exception:  # noqa: BLE001 -- the default tier until the store answers
-                log.warning("tenant_limiter_snapshot_failed", tenant_id=self.tenant_id)
+            except Exception as exc:  # noqa: BLE001 -- the default tier until the store answers
+                self._failed("snapshot", exc)
+            else:
+                self._failing.discard("snapshot")
         return publish_rate(rules, snapshot), graph_rate(rules)
 
     async def _load(self) -> GraphState | None:
@@ -251,10 +273,10 @@ def limiter_name(prefix: str, tenant_id: str) -> str:
 
 
 def limiter_actor(prefix: str, tenant_id: str, deps_factory: LimiterDepsFactory) -> Any:
-    """The tenant's limiter, created if it does not exist (detached: see the docstring).
-    A blocking call to Ray's control store: call it off the event loop."""
+    """The tenant's limiter, created if it does not exist (owned by the caller: see the
+    module docstring). A blocking call to Ray's control store: call it off the event loop."""
     return TenantLimiter.options(  # type: ignore[attr-defined]
-        name=limiter_name(prefix, tenant_id), get_if_exists=True, lifetime="detached"
+        name=limiter_name(prefix, tenant_id), get_if_exists=True
     ).remote(tenant_id, deps_factory)
 
 

@@ -133,7 +133,12 @@ class WebhookReceiver:
         if tenant_id is None:
             state.tenants = verified
         payload = self.parse(body)
-        ctx = DeliveryContext(new_delivery_id(received_at), received_at, self.config.partitions)
+        ctx = DeliveryContext(
+            new_delivery_id(received_at),
+            received_at,
+            self.config.partitions,
+            self.directory.registry_version,
+        )
         split = self.split(payload, ctx, verified, len(body))
         owners = {item.tenant_id for item in split.items}
         if tenant_id is None:  # on a tenant's path, every item is that tenant's (verify)

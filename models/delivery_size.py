@@ -35,8 +35,8 @@ from models.inbox import InboxItem
 _KEYS_BYTES = sum(len(name) + 4 for name in InboxItem.model_fields) + 1
 # Upper bounds of the values every entry has: v 1, received_at 34 (ISO, microseconds and
 # offset, quoted), kind 9, position 64 (three 64-bit ints), conversation_id 34 (32 hex,
-# quoted), partition 20, held 16 ("unowned_number", quoted).
-_FIXED_VALUE_BYTES = 1 + 34 + 9 + 64 + 34 + 20 + 16
+# quoted), partition 20, held 16 ("unowned_number", quoted), registry_version 20.
+_FIXED_VALUE_BYTES = 1 + 34 + 9 + 64 + 34 + 20 + 16 + 20
 _NULL_BYTES = 4
 ITEM_ALLOWANCE = 1024
 """Bytes each item may store beyond the ratio: its envelope plus ~580 bytes of copies."""

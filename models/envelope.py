@@ -46,6 +46,7 @@ class DeliveryContext:
     delivery_id: str
     received_at: datetime
     partitions: int
+    registry_version: int | None = None  # the tenant registry's, when the body was split
 
 
 TenantResolver = Callable[[str | None, str | None], str | None]
@@ -220,6 +221,7 @@ def _owned(change: _Change, ctx: DeliveryContext, sizer: DeliverySizer | None) -
                 partition=partition_of(key, ctx.partitions),
                 contact=contact,
                 item=raw,
+                registry_version=ctx.registry_version,
             )
         )
     return items

@@ -52,6 +52,11 @@ class InboxItem(BaseModel):
     # suppression is bypassed on purpose), with the same event_id, at the conversation's
     # next sequence, and with a `replayed` header.
     replayed: bool = False
+    # The tenant registry's version the ingress checked and split the delivery against
+    # (None: no registry). A shard whose live directory is older reloads it before it
+    # applies any tenant's rules to the entry, so a tenant's rules apply from its first
+    # accepted webhook, not a reload interval later (docs/tenants.md "Hot reload").
+    registry_version: int | None = None
 
 
 class StoredItem(BaseModel):

@@ -1,5 +1,6 @@
-"""The tenant limiter as a real Ray actor (issue 13 point 4): one named, detached actor per
-tenant created on demand; leases in batches within the rate; the Graph budget closed on
+"""The tenant limiter as a real Ray actor (issue 13 point 4): one named actor per tenant
+created on demand, ending with the process that created it and made again by the next
+user (never outliving the service); leases in batches within the rate; the Graph budget closed on
 each throttling code (4, 80007, 130429, 131056) until Meta's wait; after
 `ray.kill(actor, no_restart=False)` Ray restarts it and the closure is back from the state
 store while the token bucket starts empty; the Graph budget port raises GraphThrottled
@@ -126,6 +127,39 @@ def test_a_killed_limiter_is_restarted_with_its_closure_and_an_empty_bucket(
     assert graph.granted == 0
     assert graph.blocked_until == before.throttled_until, "the closure came back from the store"
     assert ray.get(actor.stats.remote()).throttles == {}, "counters are per process"
+
+
+@ray.remote(num_cpus=0)
+class Creator:
+    """A stand-in for a shard actor: creates a tenant's limiter and uses it."""
+
+    def make(self, prefix: str, tenant_id: str, path: str) -> int:
+        # Kept, as LimiterHandles keeps it: a limiter ends with its owner's last handle.
+        self.actor = limiter_actor(prefix, tenant_id, functools.partial(deps, path, 50.0))
+        lease: Lease = ray.get(self.actor.lease.remote(LeaseRequest(budget="publish", want=1)))
+        return lease.granted
+
+
+def test_a_limiter_ends_with_its_creator_and_the_next_user_makes_it_again(
+    cluster: str, tmp_path: Path
+) -> None:
+    """Not detached: when the shard that made it dies, so does the limiter (a killed
+    service leaves none behind), and another shard's handles make a new one on their
+    next call."""
+    path = str(tmp_path / "state.db")
+    creator = Creator.remote()  # type: ignore[attr-defined]
+    assert ray.get(creator.make.remote(cluster, "owned", path)) == 0
+    assert existing_limiter(cluster, "owned") is not None
+    ray.kill(creator, no_restart=True)
+    deadline = time.monotonic() + 60
+    while existing_limiter(cluster, "owned") is not None:
+        assert time.monotonic() < deadline, "the limiter outlived its creator"
+        time.sleep(0.2)
+
+    handles = LimiterHandles(cluster, functools.partial(deps, path, 50.0), timeout_s=30.0)
+    assert asyncio.run(ActorLeases(handles).lease("owned", 1)).rate_per_s == 50
+    assert existing_limiter(cluster, "owned") is not None  # made again, owned by `handles`
+    del handles
 
 
 def test_the_ports_over_the_actor(cluster: str, tmp_path: Path) -> None:

@@ -73,11 +73,20 @@ def fetcher(runner: GatedRunner, **policy: Any) -> MediaFetcher:
     return MediaFetcher(runner, MediaPolicy(**settings))
 
 
-async def run_for(shard: ConversationShard, seconds: float) -> None:
+async def run_for(
+    shard: ConversationShard,
+    seconds: float,
+    outbox: Path | None = None,
+    until: int = 0,
+) -> None:
     """Run the shard's batches for a while (a held conversation makes run_once return 0
-    while work remains, so `drain` would stop early)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
+    while work remains, so `drain` would stop early), and on until `outbox` holds `until`
+    item events (within 60 s: a busy machine must not fail the test, only slow it)."""
+    loop = asyncio.get_running_loop()
+    deadline, patience = loop.time() + seconds, loop.time() + 60
+    while loop.time() < deadline or (
+        outbox is not None and len(ids(published(outbox))) < until and loop.time() < patience
+    ):
         await shard.run_once()
         await asyncio.sleep(0.005)
 
@@ -104,12 +113,12 @@ async def test_a_media_message_holds_only_its_conversation_until_its_file_is_rea
         media=fetcher(runner),
     )
     await store(inbox, [image(1), inbox_item(2), inbox_item(3, conversation="c2")])
-    await run_for(shard, 0.3)
+    await run_for(shard, 0.3, outbox, until=1)
     assert ids(published(outbox)) == ["wamid.3"], "c2 goes on, c1 waits for its file"
     assert runner.calls == ["m1"]
 
     runner.gate("m1").set()
-    await run_for(shard, 0.3)
+    await run_for(shard, 0.3, outbox, until=3)
     events = published(outbox)
     assert ids(events) == ["wamid.3", "wamid.1", "wamid.2"]
     check_streams(events, {"c1": "customer", "c2": "customer"})
@@ -137,7 +146,7 @@ async def test_failures_are_retried_within_the_budget_then_published_as_failed(
     await store(inbox, [image(1), inbox_item(2)])
     await run_for(shard, 0.15)
     assert ids(published(outbox)) == []
-    await run_for(shard, 0.5)
+    await run_for(shard, 0.5, outbox, until=2)
     events = published(outbox)
     assert ids(events) == ["wamid.1", "wamid.2"]
     file = item_events(events)[0]["data"]["file"]
@@ -157,7 +166,7 @@ async def test_what_retrying_cannot_fix_fails_at_once(tmp_path: Path) -> None:
         media=fetcher(runner, wait_s=30.0),
     )
     await store(inbox, [image(1), inbox_item(2)])
-    await run_for(shard, 0.3)
+    await run_for(shard, 0.3, outbox, until=2)
     events = published(outbox)
     assert ids(events) == ["wamid.1", "wamid.2"]
     file = item_events(events)[0]["data"]["file"]
@@ -176,7 +185,7 @@ async def test_media_off_publishes_skipped_without_fetching(tmp_path: Path) -> N
         media=fetcher(runner, types=("video",)),
     )
     await store(inbox, [image(1)])
-    await run_for(shard, 0.2)
+    await run_for(shard, 0.2, outbox, until=1)
     (event,) = item_events(published(outbox))
     assert (event["data"]["file"]["status"], event["data"]["file"]["reason"]) == (
         "skipped",
@@ -208,10 +217,10 @@ async def test_an_earlier_failing_entry_and_a_held_media_message_keep_their_orde
         media=fetcher(runner),
     )
     await store(inbox, [inbox_item(1), image(2), inbox_item(3)])
-    await run_for(shard, 0.4)
+    await run_for(shard, 0.4, outbox, until=1)
     assert ids(published(outbox)) == ["wamid.1"]
     runner.gate("m2").set()
-    await run_for(shard, 0.3)
+    await run_for(shard, 0.3, outbox, until=3)
     events = published(outbox)
     assert ids(events) == ["wamid.1", "wamid.2", "wamid.3"]
     check_streams(events, {"c1": "customer"})
@@ -239,7 +248,7 @@ async def test_a_media_message_the_fetch_cannot_start_goes_out_failed_not_stuck(
         media=BrokenPolicyFetcher(GatedRunner(), MediaPolicy()),
     )
     await store(inbox, [image(1), inbox_item(2)])
-    await run_for(shard, 0.3)
+    await run_for(shard, 0.3, outbox, until=2)
     events = published(outbox)
     assert ids(events) == ["wamid.1", "wamid.2"]
     file = item_events(events)[0]["data"]["file"]
@@ -264,10 +273,10 @@ async def test_an_entry_left_over_by_a_bounded_cut_goes_before_its_held_media_me
         media=fetcher(runner),
     )
     await store(inbox, [inbox_item(1), inbox_item(2), image(3), inbox_item(4)])
-    await run_for(shard, 0.3)
+    await run_for(shard, 0.3, outbox, until=2)
     assert ids(published(outbox)) == ["wamid.1", "wamid.2"], "2 is earlier than the hold"
     runner.gate("m3").set()
-    await run_for(shard, 0.3)
+    await run_for(shard, 0.3, outbox, until=4)
     events = published(outbox)
     assert ids(events) == ["wamid.1", "wamid.2", "wamid.3", "wamid.4"]
     check_streams(events, {"c1": "customer"})

@@ -180,6 +180,47 @@ async def test_a_tenant_forwarding_only_messages_publishes_no_status_or_state_ev
         await accounts.close()
 
 
+async def test_an_entry_split_against_a_newer_registry_reloads_the_directory_first(
+    tmp_path: Path,
+) -> None:
+    """The ingress knew acme's forward rule (registry version 8) before the shard's poll
+    did (version 7, acme without rules): the shard reloads before it applies any rule, so
+    acme's first status is kept back, not published. Entries of versions it already has
+    reload nothing."""
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    directory = TenantDirectory(())
+    directory.replace([tenant("acme")], 7)
+    reloads: list[int | None] = []
+
+    async def reload() -> None:
+        reloads.append(directory.registry_version)
+        directory.replace([tenant("acme", forward={"categories": ["message"]})], 8)
+
+    shard = ConversationShard(
+        shard_config(block_ms=1, linger_ms=0, max_item_age_s=None),
+        inbox,
+        outbox,
+        tenants=directory,
+        reload_tenants=reload,
+    )
+    try:
+        stamped = [
+            it.model_copy(update={"registry_version": 8})
+            for it in (item(1), item(2, kind="status"))
+        ]
+        await append(inbox, *stamped)
+        await drain(shard)
+        await append(inbox, item(3).model_copy(update={"registry_version": 8}), item(4))
+        await drain(shard)
+        events = [(e["category"], e["type"], e["sequence"]) for e in published(tmp_path)]
+        assert events == [("message", "text", n) for n in (1, 2, 3)]
+        assert reloads == [7]  # once, for version 8; not for 8 again nor for unstamped
+    finally:
+        await inbox.close()
+        await outbox.close()
+
+
 async def test_listing_conversation_publishes_the_state_events_and_types_narrow_it(
     tmp_path: Path,
 ) -> None:
