@@ -67,7 +67,7 @@ from actors.shard_publish import FailureLog
 from actors.shard_retry import Failure, Park, RetryPolicy, attempt, dead_letter
 from actors.shard_stall import StallWatch
 from actors.shard_throttle import PublishBudget, ShardThrottle
-from actors.unsupported import REPLAY_CATEGORY, dead_letter_event, failed_event
+from actors.unsupported import REPLAY_CATEGORY, dead_letter_event, failed_event, minimal_event
 from adapters.errors import AdapterError, RouteUnavailable
 from adapters.ports import Inbox, InboxStats, Publisher, StateWrite
 from models.conversation import ConversationRecord, MessageRecord
@@ -578,9 +578,13 @@ class ConversationShard:
         if numbered.failures:
             self._failed(batch, numbered.failures, clock)
             return
+        out, failures = self._masked(numbered, batch.dead)
+        if failures:
+            self._failed(batch, failures, clock)
+            return
         batch.numbered = numbered
         batch.events, batch.items, batch.seen = numbered.events, numbered.items, numbered.marks
-        batch.out = self._masked(numbered.events)
+        batch.out = out
         batch.origins = numbered.origins
         batch.state = StateWrite(conversations=numbered.records, messages=numbered.messages)
 
@@ -1195,12 +1199,35 @@ class ConversationShard:
             )
         return event
 
-    def _masked(self, events: list[NormalizedEvent]) -> list[NormalizedEvent]:
-        """The events under their tenants' PII rule, as published (models/tenant_pii.py:
-        pure, no validation, so no value makes it raise); placeholders' raw items too.
-        The store keeps the clear values."""
+    def _masked(
+        self, numbered: _Numbered, dead: Mapping[int, DeadLetter]
+    ) -> tuple[list[NormalizedEvent], list[Failure]]:
+        """The events under their tenants' PII rule, as published (models/tenant_pii.py),
+        and the items whose event could not be masked (step `pii`: retried, then
+        dead-lettered like any failed item, so one odd event cannot stop its partition and
+        nothing goes out in clear). Should even a dead item's events fail (its placeholder,
+        its conversation's state events), each goes out as a bare stand-in
+        (`_unmasked_stand_in`) rather than loop. The store keeps the clear values."""
         tenants = self._tenants
-        return [mask_event(event, tenants.get(event.tenant_id)) for event in events]
+        out: list[NormalizedEvent] = []
+        failures: dict[int, Failure] = {}
+        for event, item, origin in zip(
+            numbered.events, numbered.items, numbered.origins, strict=True
+        ):
+            tenant = tenants.get(event.tenant_id)
+            try:
+                out.append(mask_event(event, tenant))
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- a poison item must not stop its partition
+                if origin in dead:
+                    self._log(item, event.event_id, "pii", exc)
+                    out.append(_unmasked_stand_in(event, item, exc))
+                else:
+                    failures.setdefault(
+                        origin, Failure(origin, "pii", f"{type(exc).__name__}: {exc}")
+                    )
+        return out, list(failures.values())
 
     def _window_s(self, tenant_id: str) -> float:
         """The tenant's reorder window in seconds (its rule, else the service's)."""
@@ -1244,3 +1271,20 @@ def _late(records: dict[str, ConversationRecord | None], draft: EventDraft) -> b
     record = records.get(draft.item.conversation_id)
     last = record.last_inbound_at if record is not None else None
     return last is not None and believed_time(draft) < last
+
+
+def _unmasked_stand_in(
+    event: NormalizedEvent, item: InboxItem, error: Exception
+) -> NormalizedEvent:
+    """What goes out for a dead item's event its tenant's PII rule cannot mask: the bare
+    `unsupported` event (no customer, no body data, no business ids) with the event's id,
+    sequence and dead letter id, so the conversation's numbering is kept and nothing
+    leaves in clear."""
+    stand_in = minimal_event(
+        item, event.event_id, event.sequence, event.category == REPLAY_CATEGORY, "pii", error
+    )
+    letter_id = getattr(event.data, "dead_letter_id", None)
+    if letter_id is None:
+        return stand_in
+    data = stand_in.data.model_copy(update={"dead_letter_id": letter_id})
+    return stand_in.model_copy(update={"data": data})

@@ -15,6 +15,8 @@ from models.tenant import Tenant, TenantDirectory, TenantsFile
 
 DEV_APP_SECRET = "dev-app-secret"  # noqa: S105 -- documented development default, embedded profile only
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105 -- same
+MAX_JSON_DEPTH = 190
+"""The highest WA_MAX_JSON_DEPTH: every item of a body within it can be stored and read back."""
 
 
 class SettingsError(ValueError):
@@ -420,10 +422,13 @@ class Settings(BaseSettings):
         if self.max_item_bytes < self.max_body_bytes + 64 * 1024:
             # One item may legitimately be a whole body (a history chunk) plus its envelope.
             raise SettingsError("WA_MAX_ITEM_BYTES must be >= WA_MAX_BODY_BYTES + 64 KiB")
-        if not 1 <= self.max_json_depth <= 250:
-            # orjson serializes at most 255 levels: a deeper accepted body could never be
-            # stored (every append 503, Meta retrying it for 7 days).
-            raise SettingsError("WA_MAX_JSON_DEPTH must be between 1 and 250")
+        if not 1 <= self.max_json_depth <= MAX_JSON_DEPTH:
+            # orjson serializes at most 255 levels, so a deeper accepted body could never
+            # be stored (every append 503, Meta retrying it for 7 days); and pydantic's
+            # JSON reader stops at 200, so an item stored deeper than that could never be
+            # read back by its shard (its partition stopped). A body's items sit ~6 levels
+            # down and an entry adds one: 190 keeps every accepted item readable.
+            raise SettingsError(f"WA_MAX_JSON_DEPTH must be between 1 and {MAX_JSON_DEPTH}")
         if min(self.max_json_nodes, self.max_items_per_delivery, self.max_stored_ratio) < 1:
             raise SettingsError(
                 "WA_MAX_JSON_NODES, WA_MAX_ITEMS_PER_DELIVERY, WA_MAX_STORED_RATIO must be >= 1"

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from models.inbox import InboxItem
 
-DeadStep = Literal["normalize", "conversation", "stamp", "state_event", "publish", "broker"]
+DeadStep = Literal["normalize", "conversation", "stamp", "state_event", "publish", "broker", "pii"]
 """Where the item failed: a processing step, the publisher's own checks before anything
 was sent (`publish`), or the broker refusing its message once sent (`broker`)."""
 

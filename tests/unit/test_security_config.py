@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
+from adapters.codec import dump_item, load_item
 from cluster.__main__ import main
 from cluster.allowlist import WhoisParseError, routes_from_whois
-from cluster.settings import Settings, SettingsError
+from cluster.settings import MAX_JSON_DEPTH, Settings, SettingsError
 from cluster.wiring import Wiring
+from ingress.bounds import BodyOutOfBounds, check_bounds
 from ingress.client_ip import SourcePolicy, mask_address, parse_address, parse_networks
+from models.envelope import DeliveryContext, split_signed
+from tests.support.bodies import envelope, messages_value, text_message
 
 WHOIS = Path(__file__).resolve().parents[1] / "fixtures" / "whois" / "as32934_routes.txt"
 POLICY = SourcePolicy(
@@ -130,3 +136,29 @@ def test_unsafe_security_settings_refuse_to_start(kw: dict[str, object]) -> None
     settings = _production(**{"allowlist_enabled": False, **kw})
     with pytest.raises(SettingsError):
         settings.check()
+
+
+def test_a_body_at_the_highest_depth_cap_stores_items_a_shard_can_read_back() -> None:
+    """WA_MAX_JSON_DEPTH is capped so that an item of any accepted body round-trips
+    through the inbox's encoding (orjson stops at 255 levels, pydantic's reader at 200):
+    a body nested exactly MAX_JSON_DEPTH deep passes the bounds, splits, and every item
+    reads back equal; one level more is refused by the settings."""
+    message = text_message("wamid.deep", "16505550001")
+    levels: list[dict[str, Any]] = [{}]
+    message["hologram"] = levels[0]
+    body = envelope(("messages", messages_value([message])))
+    while True:  # deepen the message until the body is one level past the cap
+        try:
+            check_bounds(body, MAX_JSON_DEPTH, 10_000, 1_000_000)
+        except BodyOutOfBounds:
+            break
+        levels[-1]["x"] = {}
+        levels.append(levels[-1]["x"])
+    del levels[-2]["x"]  # one level back: exactly at the cap
+    check_bounds(body, MAX_JSON_DEPTH, 10_000, 1_000_000)
+    assert len(levels) > MAX_JSON_DEPTH - 12
+    ctx = DeliveryContext("d" * 32, datetime.now(UTC), 4)
+    (item,) = split_signed(body, ctx, lambda phone, waba: "acme").items
+    assert load_item(dump_item(item)) == item
+    with pytest.raises(SettingsError):
+        _production(allowlist_enabled=False, max_json_depth=MAX_JSON_DEPTH + 1).check()

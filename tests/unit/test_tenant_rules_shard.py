@@ -221,6 +221,65 @@ async def test_an_entry_split_against_a_newer_registry_reloads_the_directory_fir
         await outbox.close()
 
 
+class UnhashableTenant(Tenant):
+    """A tenant whose number hashing fails on one customer's number (the PII rule raising
+    on an event: masking is written to be total, nothing must rely on it)."""
+
+    def hash_phone(self, phone: str) -> str:
+        if phone == POISON:
+            raise ValueError("cannot hash this number")
+        return super().hash_phone(phone)
+
+
+POISON = "16505550666"
+
+
+async def test_an_event_the_pii_rule_cannot_mask_is_dead_lettered_not_stuck(
+    tmp_path: Path,
+) -> None:
+    """The PII rule raises on one message's event: its item is tried, then dead-lettered
+    as step `pii` with its placeholder published in its place (masked; its customer left
+    out, since even that cannot be hashed), and the next message of the partition goes
+    out; nothing is published in clear."""
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    outbox = OutboxPublisher(tmp_path / "outbox.db")
+    rules = TenantRules.model_validate({"pii": {"customer_name": "mask", "phone": "hash"}})
+    acme = UnhashableTenant(
+        id="acme",
+        app_secrets=(AppSecret(secret=SecretStr("secret-acme")),),
+        pii_key=SecretStr("pii-key-acme"),
+        rules=rules,
+    )
+    shard = ConversationShard(
+        shard_config(block_ms=1, linger_ms=0, max_item_age_s=None, reorder_window_ms=0),
+        inbox,
+        outbox,
+        tenants=TenantDirectory([acme]),
+    )
+    try:
+        await append(inbox, item(1, customer=POISON), item(2))
+        await drain(shard)
+        events = published(tmp_path)
+        assert [(e["category"], e["sequence"], e["customer"] is None) for e in events] == [
+            ("unsupported", 1, True),  # its conversation.created, a bare stand-in
+            ("unsupported", 2, True),  # its placeholder, bare too
+            ("conversation", 1, False),  # the next message's conversation, masked
+            ("message", 2, False),
+        ]
+        assert events[1]["data"]["dead_letter_id"]
+        assert events[0]["data"]["dead_letter_id"] is None
+        assert events[3]["customer"]["wa_id"].startswith("h:")
+        (letter,) = await inbox.dead_letters(10)
+        assert letter.step == "pii"
+        stored = raw_outbox(tmp_path)
+        for clear in (POISON, CUSTOMER, NAME):
+            assert clear not in stored
+        assert await inbox.backlog(0) == 0
+    finally:
+        await inbox.close()
+        await outbox.close()
+
+
 async def test_listing_conversation_publishes_the_state_events_and_types_narrow_it(
     tmp_path: Path,
 ) -> None:
