@@ -633,11 +633,12 @@ class ConversationShard:
                 for i, d in enumerate(batch.drafts)
                 if d.item.conversation_id == cid
             ]
-            # Its later entries held for their media go into the park behind it (one
-            # place per conversation: actors/shard_media.py).
-            entries += self._media.take(cid)
-            if self._throttle is not None:  # held for its tenant's tokens: behind it too
+            # Its later entries held for its tenant's tokens, then those held for their
+            # media (the throttled ones are the earlier: _unpark), go into the park
+            # behind it (one place per conversation: actors/shard_media.py).
+            if self._throttle is not None:
                 entries += self._throttle.take(cid)
+            entries += self._media.take(cid)
             delay = self._retry.delay(tried) if wait_s is None else wait_s
             self._park.park(cid, entries, now + delay)
         renumber = {old: new for new, old in enumerate(keep)}
@@ -739,17 +740,20 @@ class ConversationShard:
             if released:
                 self._ready = released + self._ready
                 self._ready_bounded = False
-        if len(self._media):
-            held = self._media.release()
-            if held:
-                self._ready = _after_their_own(self._ready, held)
-                self._ready_bounded = False
+        # The throttle's before the media hold's: a conversation both hold has its
+        # throttled entries earlier (they passed the media check; every later entry went
+        # behind the media hold), so released in one pass they must come first.
         if self._throttle is not None and len(self._throttle):
             waited = self._throttle.release()
             for ready, since in waited:
                 ready.held_since = since
             if waited:
                 self._ready = _after_their_own(self._ready, [r for r, _ in waited])
+                self._ready_bounded = False
+        if len(self._media):
+            held = self._media.release()
+            if held:
+                self._ready = _after_their_own(self._ready, held)
                 self._ready_bounded = False
 
     async def _load_replay(self) -> None:

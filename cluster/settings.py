@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     # Per-tenant rate limiters (issue 13; docs/tenants.md "Rate limits and isolation"):
     # shards lease publish tokens `limiter_lease_s` of a tenant's rate at a time and hold
     # at most `limiter_max_held` entries for tokens before they stop reading.
-    limiter_enabled: bool = False  # off until the media-hold order bug is fixed (ARCHITECTURE.md)
+    limiter_enabled: bool = True
     limiter_lease_s: float = 0.2
     limiter_max_held: int = 20_000
     limiter_burst_s: float = 1.0

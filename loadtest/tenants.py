@@ -98,9 +98,20 @@ def to_tenants_file(tenants: list[SimTenant]) -> TenantsFile:
     )
 
 
-def write_tenants_file(tenants: list[SimTenant], path: Path) -> None:
-    """Write a `WA_TENANTS_FILE` for the service (secrets in clear: a test fixture)."""
+HARNESS_PUBLISH_RATE = 1000.0
+"""The harness's tenants' publish budget (`rules.publish_rate_per_s`): numbers upgraded to
+Meta's HIGH throughput tier (1,000/s), as the platforms that load-test the service run.
+The service's default for a tenant without the rule is its numbers' tiers (80/s for a
+standard number), which would measure the limiter rather than the service."""
+
+
+def write_tenants_file(
+    tenants: list[SimTenant], path: Path, publish_rate_per_s: float | None = HARNESS_PUBLISH_RATE
+) -> None:
+    """Write a `WA_TENANTS_FILE` for the service (secrets in clear: a test fixture); each
+    tenant with `publish_rate_per_s` as its rule (None: the service's default)."""
     parsed = to_tenants_file(tenants)
+    rules = {} if publish_rate_per_s is None else {"publish_rate_per_s": publish_rate_per_s}
     doc = {
         "tenants": [
             {
@@ -109,6 +120,7 @@ def write_tenants_file(tenants: list[SimTenant], path: Path) -> None:
                 "access_token": t.access_token.get_secret_value() if t.access_token else None,
                 "waba_ids": sorted(t.waba_ids),
                 "phone_number_ids": sorted(t.phone_number_ids),
+                **({"rules": rules} if rules else {}),
             }
             for t in parsed.tenants
         ]

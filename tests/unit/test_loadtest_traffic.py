@@ -146,3 +146,9 @@ def test_tenants_file_round_trip(tmp_path: object) -> None:
         assert {n.phone_number_id for n in again.numbers} == {
             n.phone_number_id for n in tenant.numbers
         }
+    # The service reads each tenant's publish budget: the HIGH tier the harness runs at.
+    from loadtest.tenants import HARNESS_PUBLISH_RATE
+    from models.tenant import TenantsFile
+
+    parsed = TenantsFile.model_validate_json(path.read_bytes())
+    assert {t.rules.publish_rate_per_s for t in parsed.tenants} == {HARNESS_PUBLISH_RATE}

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from actors.shard import ConversationShard
 from actors.shard_throttle import NoThrottleMetrics, PublishBudget, ShardThrottle
 from actors.tenant_budget import Lease
@@ -244,3 +246,62 @@ async def test_an_entry_released_by_the_throttle_goes_before_its_media_held_succ
     await run_until(shard, lambda: len(item_events(published(outbox))) >= 3)
     order = [e["event_id"] for e in item_events(published(outbox))]
     assert order == ["wamid.acme.1", "wamid.acme.2", "wamid.acme.3"]
+
+
+@pytest.mark.parametrize("together", [False, True])
+async def test_entries_read_with_a_media_hold_and_throttled_go_before_the_held_media(
+    tmp_path: Path, together: bool
+) -> None:
+    """The media e2e test's order bug, reproduced: texts 1 and 2 and image 3 with text 4
+    behind it read in one take (the read size grown by earlier batches). 1 and 2 pass the
+    media check and are throttled; 3 and 4 wait for the file. When the tokens come, 1 and
+    2 must go first: they are earlier than the media hold, not behind it; and when the
+    tokens and the file come at once (both holds released in one pass), still first."""
+    from actors.media_fetch import MediaFetcher, MediaPolicy
+    from tests.unit.test_shard_media import GatedRunner
+
+    runner = GatedRunner()
+    leases = HandedLeases({"beta": None, "acme": 0})
+    outbox = tmp_path / "outbox.db"
+    inbox = sqlite_inbox(tmp_path / "inbox.db")
+    shard = ConversationShard(
+        shard_config(block_ms=10, max_item_age_s=None, linger_ms=0, reorder_window_ms=0),
+        inbox,
+        OutboxPublisher(outbox),
+        media=MediaFetcher(
+            runner, MediaPolicy(wait_s=30.0, retry_base_s=0.01, retry_max_delay_s=0.02)
+        ),
+        budget=PublishBudget(leases, lease_s=0.5, max_held=1000, metrics=NoThrottleMetrics()),
+    )
+    for n in range(1, 33):  # beta's batches grow the read size (slow start) past 4
+        await store(inbox, [item(n, "beta", f"w{n}")])
+    await run_until(shard, lambda: len(item_events(published(outbox))) >= 32)
+    image = item(3, "acme", "c1")
+    image = image.model_copy(
+        update={
+            "item": {
+                **image.item,
+                "type": "image",
+                "image": {"id": "m3", "mime_type": "image/jpeg", "sha256": "c2hhMjU2"},
+            }
+        }
+    )
+    await store(inbox, [item(1, "acme", "c1"), item(2, "acme", "c1"), image, item(4, "acme", "c1")])
+    await run_until(shard, lambda: runner.calls == ["m3"], rounds=50)
+    for _ in range(20):  # 1 and 2 held for tokens, 3 and 4 for the file
+        await shard.run_once()
+        await asyncio.sleep(0.002)
+    leases.pots["acme"] = None  # tokens now; the file still not ready
+
+    def acme() -> list[str]:
+        return [e["event_id"] for e in item_events(published(outbox)) if "acme" in e["event_id"]]
+
+    if together:
+        runner.gate("m3").set()
+        await asyncio.sleep(0.3)  # the lease and the fetch end while the shard waits
+    else:
+        await run_until(shard, lambda: len(acme()) >= 2)
+        assert acme() == ["wamid.acme.1", "wamid.acme.2"], "1 and 2 go before the media hold"
+        runner.gate("m3").set()
+    await run_until(shard, lambda: len(acme()) >= 4)
+    assert acme() == [f"wamid.acme.{n}" for n in (1, 2, 3, 4)]
