@@ -68,7 +68,7 @@ from actors.shard_retry import Failure, Park, RetryPolicy, attempt, dead_letter
 from actors.shard_stall import StallWatch
 from actors.shard_throttle import PublishBudget, ShardThrottle
 from actors.unsupported import REPLAY_CATEGORY, dead_letter_event, failed_event, minimal_event
-from adapters.errors import AdapterError, RouteUnavailable
+from adapters.errors import AdapterError, Fenced, RouteUnavailable
 from adapters.ports import Inbox, InboxStats, Publisher, StateWrite
 from models.conversation import ConversationRecord, MessageRecord
 from models.dead_letter import Attempt, DeadLetter, dead_letter_id
@@ -321,6 +321,10 @@ class ConversationShard:
         self._ready: list[_Ready] = []  # released or passing, in publish order, not batched
         self._arrivals = itertools.count()
         self._replay_loaded = False  # the crashed batch's recorded order was looked up
+        # This incarnation's claim of the partition (Inbox.claim), made before anything is
+        # read; `_fenced` once a later incarnation claimed it: this one stops for good.
+        self._epoch: int | None = None
+        self._fenced = False
         self._replayed: set[str] = set()  # entries taken from that order: skipped by reads
         self._replay_cut = 0  # how many of the ready entries are that batch (one batch)
         self._ready_bounded = False  # the ready entries are one take of the cutter
@@ -386,8 +390,21 @@ class ConversationShard:
         """Entries held by the window or released and not yet batched."""
         return bool(self._ready) or bool(len(self._reorder))
 
+    @property
+    def fenced(self) -> bool:
+        """A later incarnation claimed the partition: this shard no longer works on it."""
+        return self._fenced
+
     async def run(self) -> None:
-        """Process batches until stop(); store/broker failures are retried, never skipped."""
+        """Process batches until stop(); store/broker failures are retried, never skipped.
+
+        Except one: `Fenced` (a later incarnation of this partition's shard has claimed
+        it, as when Ray started the replacement of a shard whose owner died before this
+        process was gone). Then the loop ends at once, without the stop's flush: the
+        store refuses this incarnation's reads and commits, and the entries in hand are
+        the new one's to publish (it re-reads them all)."""
+        if self._fenced:
+            return
         backoff = 0.05
         linger = self.config.linger_ms / 1000
         while not self._stopping.is_set():
@@ -400,6 +417,13 @@ class ConversationShard:
                 if partial and linger > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=linger)
+            except Fenced as exc:
+                self._fenced = True
+                self._metrics.loop_failed(f"Fenced: {exc}")
+                log.error("shard_fenced", partition=self.config.partition, error=str(exc))
+                if self._throttle is not None:
+                    self._throttle.close()
+                return
             except Exception as exc:  # the loop's one catch-all, explained below
                 # Why retry forever: the entries stay in the inbox uncommitted, so nothing is
                 # lost while the store or broker is down; skipping ahead would break order.
@@ -464,6 +488,8 @@ class ConversationShard:
         by this process, and one that was read is never skipped.
         """
         clock = asyncio.get_running_loop().time
+        if self._epoch is None:  # before the recorded batch or any entry is read
+            self._epoch = await self._inbox.claim(self.config.partition)
         while True:
             batch = self._batch or await self._take_batch(clock)
             if batch is None:

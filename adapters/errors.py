@@ -19,6 +19,13 @@ class RouteUnavailable(TransientError):
         self.tenants = tenants
 
 
+class Fenced(AdapterError):
+    """Do not retry: a later incarnation of this partition's shard has claimed the
+    partition (`Inbox.claim`) since this one did. Its reads, recorded orders and commits
+    are refused from then on, so a shard left running by a dead owner can never take
+    entries from, or commit over, the one that replaced it; it must stop."""
+
+
 class BrokerMisconfigured(AdapterError):
     """Do not retry: the broker holds an exchange or queue declared with other arguments
     than this configuration's; fix one or the other and restart."""

@@ -15,6 +15,7 @@ from models.conversation import ConversationRecord, MessageRecord
 from models.dead_letter import DeadLetter
 from models.event import NormalizedEvent
 from models.inbox import InboxItem, StoredItem
+from models.inbox_layout import InboxLayout, Move
 from models.tenant import RoutingRule, Tenant
 
 Delivery = tuple[str, Sequence[InboxItem]] | tuple[str, Sequence[InboxItem], RawDelivery]
@@ -96,7 +97,22 @@ class Inbox(Protocol):
     (other sequences) than the ones already out. So it records the batch's entry ids
     before publishing, and a restarted shard first takes exactly those entries, in that
     order; the commit clears the record in its atomic step.
+
+    Fencing (`claim`): each incarnation of a partition's shard claims the partition before
+    its first read, which bumps the partition's stored epoch. From then on the reads,
+    recorded orders and commits of an inbox object that claimed an older epoch raise
+    `Fenced`, each checked in the same atomic step as the read or write it guards: when
+    an owner dies, Ray may start the replacing shard before the old process is gone, and
+    the old one must neither take entries the new one would then never see (a read) nor
+    store state over the new one's (a late commit could store a lower sequence). A
+    partition nobody claimed through this object is not fenced (tools, tests).
     """
+
+    async def claim(self, partition: int) -> int:
+        """Start a new incarnation of the partition's reader: bump the partition's epoch
+        and return it. This object's later reads of the partition start again from its
+        uncommitted entries (a new incarnation holds nothing)."""
+        ...
 
     async def append_deliveries(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Per delivery, atomically: unless its key is marked, append its items and mark it.
@@ -240,6 +256,60 @@ class Inbox(Protocol):
 
     async def stats(self) -> InboxStats:
         """Count the marks (and other expiring state) and the memory, without a key scan."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+class InboxLayoutStore(Protocol):
+    """The inbox's partition layout and the offline moves that change it (docs/resharding.md).
+
+    The layout record says which WA_SHARDS the partitions' entries are placed for; the
+    runner compares it with the setting before starting. A reshard (`python -m cluster
+    reshard`, the service stopped) moves entries between partitions: each `move` is one
+    atomic step (Redis: one script; SQLite: one transaction) that puts every entry it
+    names in its target partition and takes it out of its source, so a reshard killed at
+    any point leaves each entry in exactly one partition and can be run again. A moved
+    entry that had been read and not committed (pending) is read as a redelivery in its new
+    partition, as after a restart. The unowned partition (-1) is never listed or moved.
+    """
+
+    async def layout(self) -> InboxLayout | None:
+        """The stored layout record, None when none was ever written."""
+        ...
+
+    async def set_layout(self, layout: InboxLayout) -> None:
+        """Store the layout record (replacing it), durably."""
+        ...
+
+    async def occupied(self) -> dict[int, int]:
+        """Every shard partition (>= 0) that holds entries, with how many: whatever count
+        they were written for (Redis: every stream under the prefix)."""
+        ...
+
+    async def scan(self, partition: int, after: str | None, count: int) -> list[StoredItem]:
+        """Up to `count` entries of the partition after the id `after` (None: from the
+        first), in entry order, pending and unread alike; changes nothing."""
+        ...
+
+    async def recorded(self, partition: int) -> list[StoredItem]:
+        """The entries of the partition's recorded batch order still in the partition, in
+        the recorded order ([]: no record)."""
+        ...
+
+    async def move(self, partition: int, moves: Sequence[Move], *, recorded: bool) -> int:
+        """Move these entries of the partition, in the order given, to their targets, in
+        one atomic step; an entry no longer in the partition is skipped. `recorded`: they
+        are the partition's recorded batch, so the same step also removes them from its
+        record and appends them (by their new ids) to each target's record. Returns how
+        many moved."""
+        ...
+
+    async def drop_empty(self, partition: int) -> bool:
+        """Delete a partition no shard will read (>= the new count) and its record, if it
+        holds no entry; whether it was empty."""
         ...
 
     async def close(self) -> None:

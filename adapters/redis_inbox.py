@@ -58,7 +58,7 @@ from adapters.codec import (
     load_item,
     load_message,
 )
-from adapters.errors import TransientError
+from adapters.errors import Fenced, TransientError
 from adapters.failed_store import FailedStoreMethods
 from adapters.ports import (
     ArchiveBacklog,
@@ -166,6 +166,53 @@ for i = 4 + 2 * n + m + x, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[5
 return 1
 """
 
+# Fencing (adapters/ports.py "Fencing"): the partition's epoch key is KEYS[1] and the
+# epoch the caller claimed ARGV[1] ('' for a partition it never claimed: unchecked) of
+# every script that reads for or writes as the partition's shard; the rest of the keys
+# and arguments follow, seen by the guarded body as K and A (its own KEYS and ARGV). A
+# missing key (GET gives false) fences too: only a claim creates it.
+_FENCE = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED a later shard claimed the partition')
+end
+local K, A = {}, {}
+for i = 2, #KEYS do K[i - 1] = KEYS[i] end
+for i = 2, #ARGV do A[i - 1] = ARGV[i] end
+"""
+
+
+def _fenced(script: str) -> str:
+    """The script, guarded by the fence: its KEYS and ARGV shifted by one (K, A)."""
+    shebang, body = script.split("\n", 1)
+    return shebang + "\n" + _FENCE + body.replace("KEYS", "K").replace("ARGV", "A")
+
+
+# A claim: INCR the epoch, by an allow-oom script (INCR alone is refused at the memory
+# limit, and a shard's start is what drains a full inbox).
+_CLAIM = """#!lua flags=allow-oom
+return redis.call('INCR', KEYS[1])
+"""
+
+# A read, fenced: XREADGROUP without BLOCK inside the script (a script never blocks), so
+# the epoch check and the hand-over are one step. When nothing new (">") is there, the
+# reply is {0, the group's last-delivered id} and the client blocks with a plain XREAD
+# after that id (a read of the stream, not the group: it hands nothing over), then runs
+# the script again. KEYS[1]: the stream. ARGV: group, consumer, count, start id.
+_READ = """#!lua flags=allow-oom
+local reply = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+  'STREAMS', KEYS[1], ARGV[4])
+if reply or ARGV[4] ~= '>' then return {1, reply} end
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local name, last
+  for i = 1, #group, 2 do
+    if group[i] == 'name' then name = group[i + 1] end
+    if group[i] == 'last-delivered-id' then last = group[i + 1] end
+  end
+  if name == ARGV[1] then return {0, last} end
+end
+return {0, '$'}
+"""
+
 # A batch's order, SET by an allow-oom script for the same reason as the commit: the shard
 # records it before publishing the batch whose commit frees memory, so a plain SET refused
 # at the limit would stop the drain. It writes the batch's ids (~20 B each as JSON, ~5 KB
@@ -216,9 +263,13 @@ class RedisInbox(FailedStoreMethods):
         self._message_ttl_s = message_ttl_s
         self._waitaof = waitaof
         self._append_once = self._redis.register_script(_APPEND_ONCE)
-        self._commit = self._redis.register_script(_COMMIT)
+        self._commit = self._redis.register_script(_fenced(_COMMIT))
         self._create_group = self._redis.register_script(_CREATE_GROUP)
-        self._record_order = self._redis.register_script(_RECORD_ORDER)
+        self._record_order = self._redis.register_script(_fenced(_RECORD_ORDER))
+        self._claim = self._redis.register_script(_CLAIM)
+        self._read_script = self._redis.register_script(_fenced(_READ))
+        # Per partition: the epoch this object claimed (absent: never claimed, unfenced).
+        self._epochs: dict[int, int] = {}
         self._dead = RedisDeadLetters(self._redis, prefix, self._execute_durably)
         self._archive = RedisArchivePending(self._redis, prefix, self._execute_durably)
         self._groups: set[int] = set()
@@ -264,6 +315,27 @@ class RedisInbox(FailedStoreMethods):
     def order_key(self, partition: int) -> str:
         """The Redis key of a partition's recorded batch order."""
         return f"{self._prefix}order:{partition}"
+
+    def epoch_key(self, partition: int) -> str:
+        """The Redis key of a partition's shard epoch (bumped by every claim)."""
+        return f"{self._prefix}epoch:{partition}"
+
+    def _fence(self, partition: int) -> tuple[str, str]:
+        """The fence's key and argument for a partition's scripts."""
+        epoch = self._epochs.get(partition)
+        return self.epoch_key(partition), "" if epoch is None else str(epoch)
+
+    async def claim(self, partition: int) -> int:
+        """INCR the partition's epoch (allow-oom script); this object's reads of it start
+        again from its consumer's pending entries."""
+        try:
+            epoch = int(await self._claim(keys=[self.epoch_key(partition)], args=[]))
+        except RedisError as exc:
+            raise TransientError(f"redis claim: {exc}") from exc
+        self._epochs[partition] = epoch
+        self._pending_done.discard(partition)
+        self._pending_from.pop(partition, None)
+        return epoch
 
     async def _execute_durably(self, pipe: Pipeline) -> list[Any]:
         """Execute a pipeline of writes with WAITAOF behind them when configured (one
@@ -338,17 +410,40 @@ class RedisInbox(FailedStoreMethods):
             self._pending_from.pop(partition, None)
             if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                 self._groups.discard(partition)  # Redis lost the group: create it again
+            if isinstance(exc, ResponseError) and "FENCED" in str(exc):
+                raise Fenced(f"partition {partition}: {exc}") from exc
             if isinstance(exc, RedisError):
                 raise TransientError(f"redis read: {exc}") from exc
             raise
 
+    async def _read_group(self, partition: int, count: int, start: str) -> tuple[Any, str]:
+        """One fenced XREADGROUP from `start` (">" or a pending id): (the reply in
+        redis-py's parsed shape, the id to block after when nothing new was there)."""
+        fence_key, fence = self._fence(partition)
+        found, reply = await self._read_script(
+            keys=[fence_key, self.stream(partition)],
+            args=[fence, GROUP, f"p{partition}", count, start],
+        )
+        if not found:
+            return None, reply.decode() if isinstance(reply, bytes) else str(reply)
+        parsed = [
+            [
+                stream,
+                [
+                    (entry_id, dict(zip(fields[::2], fields[1::2], strict=True)) if fields else {})
+                    for entry_id, fields in entries
+                ],
+            ]
+            for stream, entries in reply or []
+        ]
+        return parsed, ""
+
     async def _read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
         key = self.stream(partition)
-        consumer = f"p{partition}"
         await self._ensure_group(partition)
         if partition not in self._pending_done:
             start = self._pending_from.get(partition, "0")
-            reply: Any = await self._redis.xreadgroup(GROUP, consumer, {key: start}, count=count)
+            reply, _ = await self._read_group(partition, count, start)
             entries = [e for _, batch in reply or [] for e in batch]
             if entries:
                 stored = self._decode(reply, redelivered=True)
@@ -357,9 +452,12 @@ class RedisInbox(FailedStoreMethods):
                 self._pending_from[partition] = last.decode() if isinstance(last, bytes) else last
                 return stored
             self._pending_done.add(partition)
-        reply = await self._redis.xreadgroup(
-            GROUP, consumer, {key: ">"}, count=count, block=block_ms
-        )
+        reply, after = await self._read_group(partition, count, ">")
+        if reply is None and block_ms > 0:
+            # Wakes when an entry past the group's last-delivered id exists (or times
+            # out); the script then hands it over, fenced.
+            await self._redis.xread({key: after}, count=1, block=block_ms)
+            reply, _ = await self._read_group(partition, count, ">")
         return self._decode(reply, redelivered=False)
 
     async def _ack_deleted(self, key: str, reply: Any) -> None:
@@ -379,7 +477,9 @@ class RedisInbox(FailedStoreMethods):
                     StoredItem(
                         entry_id=raw_id,
                         item=load_item(fields[b"d"]),
-                        deliveries=2 if redelivered else 1,
+                        # `r`: moved by a reshard after a shard had read it (pending):
+                        # a redelivery in its new partition (adapters/redis_reshard.py).
+                        deliveries=2 if redelivered or b"r" in fields else 1,
                     )
                 )
         return stored
@@ -405,7 +505,9 @@ class RedisInbox(FailedStoreMethods):
                 record.tenant_id, wa_id=record.customer.wa_id, user_id=record.customer.user_id
             )
         ]
+        fence_key, fence = self._fence(partition)
         keys = [
+            fence_key,
             self.stream(partition),
             self._legacy_seq_key,
             self.order_key(partition),
@@ -416,6 +518,7 @@ class RedisInbox(FailedStoreMethods):
             *(self.mark_key(key) for key in seen),
         ]
         args: list[str | int | bytes] = [
+            fence,
             GROUP,
             len(conversations),
             len(messages),
@@ -431,6 +534,10 @@ class RedisInbox(FailedStoreMethods):
         ]
         try:
             await self._commit(keys=keys, args=args)
+        except ResponseError as exc:
+            if "FENCED" in str(exc):
+                raise Fenced(f"partition {partition}: {exc}") from exc
+            raise TransientError(f"redis commit: {exc}") from exc
         except RedisError as exc:
             raise TransientError(f"redis commit: {exc}") from exc
 
@@ -441,14 +548,19 @@ class RedisInbox(FailedStoreMethods):
         WAITAOF short of its counts is a failed record (TransientError): the shard retries
         it before publishing anything, so nothing is out that a lost record would reorder.
         """
+        fence_key, fence = self._fence(partition)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 await self._record_order(
-                    keys=[self.order_key(partition)],
-                    args=[orjson.dumps(list(entry_ids))],
+                    keys=[fence_key, self.order_key(partition)],
+                    args=[fence, orjson.dumps(list(entry_ids))],
                     client=pipe,
                 )
                 await self._execute_durably(pipe)
+        except ResponseError as exc:
+            if "FENCED" in str(exc):
+                raise Fenced(f"partition {partition}: {exc}") from exc
+            raise TransientError(f"redis record_order: {exc}") from exc
         except RedisError as exc:
             raise TransientError(f"redis record_order: {exc}") from exc
 

@@ -46,6 +46,7 @@ from adapters.codec import (
     load_item,
     load_message,
 )
+from adapters.errors import Fenced
 from adapters.failed_store import FailedStoreMethods
 from adapters.ports import (
     ArchiveBacklog,
@@ -100,6 +101,10 @@ CREATE INDEX IF NOT EXISTS seen_expires ON seen (expires);
 CREATE TABLE IF NOT EXISTS batch_order (
     partition INTEGER PRIMARY KEY,
     entry_ids TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shard_epochs (
+    partition INTEGER PRIMARY KEY,
+    epoch INTEGER NOT NULL
 );
 """
 _PURGE_EVERY_S = 60.0
@@ -172,6 +177,40 @@ class SqliteInbox(FailedStoreMethods):
         # Per-partition cursor: entries above it were handed out and not committed yet.
         # It starts at 0, so a restarted reader re-reads everything left uncommitted.
         self._cursor: dict[int, int] = {}
+        # Per partition: the epoch this object claimed (absent: never claimed, unfenced).
+        self._epochs: dict[int, int] = {}
+
+    def _check_fence(self, conn: sqlite3.Connection, partition: int) -> None:
+        """Raise Fenced if a later claim of the partition exists (inside the caller's
+        transaction, so the check and the read or write it guards are one step)."""
+        epoch = self._epochs.get(partition)
+        if epoch is None:
+            return
+        row = conn.execute(
+            "SELECT epoch FROM shard_epochs WHERE partition = ?", (partition,)
+        ).fetchone()
+        if row is None or row[0] != epoch:
+            stored = None if row is None else row[0]
+            raise Fenced(f"partition {partition}: epoch {stored} claimed since this {epoch}")
+
+    async def claim(self, partition: int) -> int:
+        """Bump the partition's row of `shard_epochs`; this object's reads of it start
+        again at 0 (every uncommitted entry)."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute(
+                    "INSERT INTO shard_epochs (partition, epoch) VALUES (?, 1) "
+                    "ON CONFLICT (partition) DO UPDATE SET epoch = epoch + 1 RETURNING epoch",
+                    (partition,),
+                ).fetchone()
+            return int(row[0])
+
+        epoch = await self._db.run(write)
+        self._epochs[partition] = epoch
+        self._cursor.pop(partition, None)
+        return epoch
 
     def _mark(self, conn: sqlite3.Connection, key: str, now: float) -> bool:
         """Mark a key seen unless a live mark exists (inside the caller's transaction)."""
@@ -226,19 +265,30 @@ class SqliteInbox(FailedStoreMethods):
         """Uncommitted entries of a partition above this reader's cursor, oldest first."""
         cursor = self._cursor.get(partition, 0)
 
-        def fetch(conn: sqlite3.Connection) -> list[tuple[int, bytes, int]]:
+        def select(conn: sqlite3.Connection) -> list[tuple[int, bytes, int]]:
             rows: list[tuple[int, bytes, int]] = conn.execute(
                 "SELECT id, body, deliveries FROM inbox WHERE partition = ? AND id > ? "
                 "ORDER BY id LIMIT ?",
                 (partition, cursor, count),
             ).fetchall()
-            if rows:
-                with conn:
-                    conn.execute(
-                        "UPDATE inbox SET deliveries = deliveries + 1 "
-                        "WHERE partition = ? AND id > ? AND id <= ?",
-                        (partition, cursor, rows[-1][0]),
-                    )
+            return rows
+
+        def fetch(conn: sqlite3.Connection) -> list[tuple[int, bytes, int]]:
+            rows = select(conn)  # no lock while idle; the hand-over below takes it
+            if not rows:
+                return rows
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                if partition in self._epochs:  # fenced: check and hand-over in one step
+                    self._check_fence(conn, partition)
+                    rows = select(conn)
+                    if not rows:
+                        return rows
+                conn.execute(
+                    "UPDATE inbox SET deliveries = deliveries + 1 "
+                    "WHERE partition = ? AND id > ? AND id <= ?",
+                    (partition, cursor, rows[-1][0]),
+                )
             return rows
 
         loop = asyncio.get_running_loop()
@@ -281,6 +331,7 @@ class SqliteInbox(FailedStoreMethods):
             expires = now + self._retention_s if self._retention_s is not None else None
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                self._check_fence(conn, partition)
                 conn.executemany(
                     "INSERT INTO seen (key, expires) VALUES (?, ?) "
                     "ON CONFLICT (key) DO UPDATE SET expires = excluded.expires",
@@ -316,6 +367,7 @@ class SqliteInbox(FailedStoreMethods):
         def write(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                self._check_fence(conn, partition)
                 conn.execute(
                     "INSERT INTO batch_order (partition, entry_ids) VALUES (?, ?) "
                     "ON CONFLICT (partition) DO UPDATE SET entry_ids = excluded.entry_ids",

@@ -50,6 +50,11 @@ class FailingInbox:
         self._check()
         return await self.inner.append_deliveries(deliveries)
 
+    async def claim(self, partition: int) -> int:
+        """Refused while down."""
+        self._check()
+        return await self.inner.claim(partition)
+
     async def read(self, partition: int, count: int, block_ms: int) -> list[StoredItem]:
         """Refused while down."""
         self._check()
