@@ -464,7 +464,7 @@ class ConversationShard:
         stall every `every_s`; partition 0's shard also the shared store and the unowned
         partition's size. And start the limiters of tenants new to the directory (a
         tenant's first entries must not wait for its limiter's process to start)."""
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and not self._fenced:  # fenced: the new one's
             if self._throttle is not None:
                 self._throttle.warm(self._tenants.ids)
             with contextlib.suppress(Exception):  # a store outage shows as a stale gauge

@@ -40,6 +40,7 @@ allow-oom script (WAITAOF behind it when configured) and DEL'd by the commit's s
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -166,30 +167,42 @@ for i = 4 + 2 * n + m + x, #KEYS do redis.call('SET', KEYS[i], '1', 'EX', ARGV[5
 return 1
 """
 
-# Fencing (adapters/ports.py "Fencing"): the partition's epoch key is KEYS[1] and the
-# epoch the caller claimed ARGV[1] ('' for a partition it never claimed: unchecked) of
-# every script that reads for or writes as the partition's shard; the rest of the keys
-# and arguments follow, seen by the guarded body as K and A (its own KEYS and ARGV). A
-# missing key (GET gives false) fences too: only a claim creates it.
+# Fencing (adapters/ports.py "Fencing"): the last key of every script that reads for or
+# writes as the partition's shard is the partition's epoch key, and its last argument
+# the epoch the caller claimed ('' for a partition it never claimed: unchecked). The
+# guarded body sees its own keys and arguments with those two left off (`#KEYS - 1`,
+# `#ARGV - 1`; nothing is copied). Fenced only by a *higher* stored epoch, a later claim:
+# a stored epoch that is missing or lower (Redis restarted without AOF, a failover to a
+# replica without the last INCR, a flush) is set back to the caller's, so the newest
+# live incarnation keeps working and the fence repairs itself.
 _FENCE = """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('FENCED a later shard claimed the partition')
+local fence_key, fence = KEYS[#KEYS], ARGV[#ARGV]
+if fence ~= '' then
+  local stored = tonumber(redis.call('GET', fence_key) or '0') or 0
+  if stored > tonumber(fence) then
+    return redis.error_reply('FENCED epoch ' .. stored .. ' claimed since ' .. fence)
+  end
+  if stored < tonumber(fence) then redis.call('SET', fence_key, fence) end
 end
-local K, A = {}, {}
-for i = 2, #KEYS do K[i - 1] = KEYS[i] end
-for i = 2, #ARGV do A[i - 1] = ARGV[i] end
 """
 
 
 def _fenced(script: str) -> str:
-    """The script, guarded by the fence: its KEYS and ARGV shifted by one (K, A)."""
+    """The script, guarded by the fence: its own KEYS and ARGV counts one short."""
     shebang, body = script.split("\n", 1)
-    return shebang + "\n" + _FENCE + body.replace("KEYS", "K").replace("ARGV", "A")
+    body = body.replace("#KEYS", "(#KEYS - 1)").replace("#ARGV", "(#ARGV - 1)")
+    return shebang + "\n" + _FENCE + body
 
 
 # A claim: INCR the epoch, by an allow-oom script (INCR alone is refused at the memory
-# limit, and a shard's start is what drains a full inbox).
+# limit, and a shard's start is what drains a full inbox). Idempotent per claim token
+# (KEYS[2] holds the last claim's): a claim retried after a lost reply, whose first try
+# ran after all, returns that try's epoch instead of fencing its own shard.
 _CLAIM = """#!lua flags=allow-oom
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  return tonumber(redis.call('GET', KEYS[1]) or '0')
+end
+redis.call('SET', KEYS[2], ARGV[1])
 return redis.call('INCR', KEYS[1])
 """
 
@@ -268,8 +281,10 @@ class RedisInbox(FailedStoreMethods):
         self._record_order = self._redis.register_script(_fenced(_RECORD_ORDER))
         self._claim = self._redis.register_script(_CLAIM)
         self._read_script = self._redis.register_script(_fenced(_READ))
-        # Per partition: the epoch this object claimed (absent: never claimed, unfenced).
+        # Per partition: the epoch this object claimed (absent: never claimed, unfenced),
+        # and the token of a claim not yet answered (reused by its retry).
         self._epochs: dict[int, int] = {}
+        self._claim_tokens: dict[int, str] = {}
         self._dead = RedisDeadLetters(self._redis, prefix, self._execute_durably)
         self._archive = RedisArchivePending(self._redis, prefix, self._execute_durably)
         self._groups: set[int] = set()
@@ -326,12 +341,19 @@ class RedisInbox(FailedStoreMethods):
         return self.epoch_key(partition), "" if epoch is None else str(epoch)
 
     async def claim(self, partition: int) -> int:
-        """INCR the partition's epoch (allow-oom script); this object's reads of it start
-        again from its consumer's pending entries."""
+        """INCR the partition's epoch (allow-oom script, WAITAOF behind it when configured,
+        idempotent per claim: a retry after a lost reply reuses the token); this object's
+        reads of the partition start again from its consumer's pending entries."""
+        token = self._claim_tokens.setdefault(partition, uuid.uuid4().hex)
+        key = self.epoch_key(partition)
         try:
-            epoch = int(await self._claim(keys=[self.epoch_key(partition)], args=[]))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await self._claim(keys=[key, f"{key}:claim"], args=[token], client=pipe)
+                (reply,) = await self._execute_durably(pipe)
         except RedisError as exc:
             raise TransientError(f"redis claim: {exc}") from exc
+        epoch = int(reply)
+        del self._claim_tokens[partition]  # the next claim is a new incarnation
         self._epochs[partition] = epoch
         self._pending_done.discard(partition)
         self._pending_from.pop(partition, None)
@@ -421,8 +443,8 @@ class RedisInbox(FailedStoreMethods):
         redis-py's parsed shape, the id to block after when nothing new was there)."""
         fence_key, fence = self._fence(partition)
         found, reply = await self._read_script(
-            keys=[fence_key, self.stream(partition)],
-            args=[fence, GROUP, f"p{partition}", count, start],
+            keys=[self.stream(partition), fence_key],
+            args=[GROUP, f"p{partition}", count, start, fence],
         )
         if not found:
             return None, reply.decode() if isinstance(reply, bytes) else str(reply)
@@ -507,7 +529,6 @@ class RedisInbox(FailedStoreMethods):
         ]
         fence_key, fence = self._fence(partition)
         keys = [
-            fence_key,
             self.stream(partition),
             self._legacy_seq_key,
             self.order_key(partition),
@@ -516,9 +537,9 @@ class RedisInbox(FailedStoreMethods):
             *(self.message_key(key) for key, _ in messages),
             *(key for key, _ in index),
             *(self.mark_key(key) for key in seen),
+            fence_key,
         ]
         args: list[str | int | bytes] = [
-            fence,
             GROUP,
             len(conversations),
             len(messages),
@@ -531,6 +552,7 @@ class RedisInbox(FailedStoreMethods):
             *(dump_message(record) for _, record in messages),
             *(cid for _, cid in index),
             *entry_ids,
+            fence,
         ]
         try:
             await self._commit(keys=keys, args=args)
@@ -552,8 +574,8 @@ class RedisInbox(FailedStoreMethods):
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 await self._record_order(
-                    keys=[fence_key, self.order_key(partition)],
-                    args=[fence, orjson.dumps(list(entry_ids))],
+                    keys=[self.order_key(partition), fence_key],
+                    args=[orjson.dumps(list(entry_ids)), fence],
                     client=pipe,
                 )
                 await self._execute_durably(pipe)

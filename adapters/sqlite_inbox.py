@@ -182,16 +182,24 @@ class SqliteInbox(FailedStoreMethods):
 
     def _check_fence(self, conn: sqlite3.Connection, partition: int) -> None:
         """Raise Fenced if a later claim of the partition exists (inside the caller's
-        transaction, so the check and the read or write it guards are one step)."""
+        transaction, so the check and the read or write it guards are one step). A stored
+        epoch that is missing or lower (the table restored from a backup) is set back to
+        this object's: only a later claim fences."""
         epoch = self._epochs.get(partition)
         if epoch is None:
             return
         row = conn.execute(
             "SELECT epoch FROM shard_epochs WHERE partition = ?", (partition,)
         ).fetchone()
-        if row is None or row[0] != epoch:
-            stored = None if row is None else row[0]
+        stored = 0 if row is None else int(row[0])
+        if stored > epoch:
             raise Fenced(f"partition {partition}: epoch {stored} claimed since this {epoch}")
+        if stored < epoch:
+            conn.execute(
+                "INSERT INTO shard_epochs (partition, epoch) VALUES (?, ?) "
+                "ON CONFLICT (partition) DO UPDATE SET epoch = excluded.epoch",
+                (partition, epoch),
+            )
 
     async def claim(self, partition: int) -> int:
         """Bump the partition's row of `shard_epochs`; this object's reads of it start
@@ -274,16 +282,26 @@ class SqliteInbox(FailedStoreMethods):
             return rows
 
         def fetch(conn: sqlite3.Connection) -> list[tuple[int, bytes, int]]:
-            rows = select(conn)  # no lock while idle; the hand-over below takes it
+            if partition in self._epochs:
+                # Fenced: the check and the hand-over in one transaction, taken only when
+                # there is something to hand over (a probe without the lock while idle).
+                probe = conn.execute(
+                    "SELECT 1 FROM inbox WHERE partition = ? AND id > ? LIMIT 1",
+                    (partition, cursor),
+                ).fetchone()
+                if probe is None:
+                    return []
+                with conn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    self._check_fence(conn, partition)
+                    return take(conn)
+            return take(conn)
+
+        def take(conn: sqlite3.Connection) -> list[tuple[int, bytes, int]]:
+            rows = select(conn)
             if not rows:
                 return rows
             with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                if partition in self._epochs:  # fenced: check and hand-over in one step
-                    self._check_fence(conn, partition)
-                    rows = select(conn)
-                    if not rows:
-                        return rows
                 conn.execute(
                     "UPDATE inbox SET deliveries = deliveries + 1 "
                     "WHERE partition = ? AND id > ? AND id <= ?",

@@ -6,11 +6,17 @@ would never see nor store state over the new one's."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import pytest
+import redis.asyncio as redis
 
 from adapters.errors import Fenced
 from adapters.ports import Inbox
+from adapters.redis_inbox import RedisInbox
+from adapters.sqlite_inbox import SqliteInbox
+from tests.conftest import REDIS_URL
 from tests.contract.test_batch_order_contract import ids, read_all
 from tests.contract.test_inbox_contract import Factory, make_inbox, numbered
 from tests.support.events import inbox_item as item
@@ -110,3 +116,38 @@ async def test_an_object_that_never_claimed_is_not_fenced(make_inbox: Factory) -
     await tool.record_order(0, ids(got))
     await tool.commit(0, ids(got), numbered(c1=1))
     assert await last_sequence(shard, "c1") == 1
+
+
+async def test_a_lost_or_lower_epoch_fences_nobody_and_is_set_back(
+    make_inbox: Factory, tmp_path: Path
+) -> None:
+    """The store lost the epoch (restarted without AOF, flushed, failed over to a replica
+    without the last claim): the live shard goes on reading and committing, and sets it
+    back, so the next claim is still later than its own and fences it."""
+    shard = make_inbox()
+    epoch = await shard.claim(0)
+    await store(shard, [item(1), item(2)])
+    await forget_epoch(shard, 0, tmp_path / "inbox.db")
+    first = await shard.read(0, 1, 50)
+    await shard.commit(0, ids(first), numbered(c1=1))
+    await shard.record_order(0, [])
+    second = await shard.read(0, 10, 50)
+    await shard.commit(0, ids(second), numbered(c1=2))
+    assert await last_sequence(shard, "c1") == 2
+    assert await make_inbox().claim(0) == epoch + 1
+    with pytest.raises(Fenced):
+        await shard.commit(0, [], numbered(c1=3))
+
+
+async def forget_epoch(inbox: Inbox, partition: int, sqlite_path: Path) -> None:
+    """Remove the partition's stored epoch, as a store that lost it would have."""
+    if isinstance(inbox, RedisInbox):
+        client = redis.Redis.from_url(REDIS_URL)
+        try:
+            await client.delete(inbox.epoch_key(partition))
+        finally:
+            await client.aclose()
+    else:
+        assert isinstance(inbox, SqliteInbox)
+        with sqlite3.connect(sqlite_path) as conn:
+            conn.execute("DELETE FROM shard_epochs WHERE partition = ?", (partition,))
