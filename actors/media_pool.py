@@ -155,12 +155,18 @@ def media_worker_name(index: int, prefix: str = "wa") -> str:
 
 
 def start_media_workers(
-    count: int, factory: PipelineFactory, heavy_slots: int, light_slots: int, prefix: str = "wa"
+    count: int,
+    factory: PipelineFactory,
+    heavy_slots: int,
+    light_slots: int,
+    prefix: str = "wa",
+    placement: dict[str, Any] | None = None,
 ) -> list[Any]:
-    """Create (or find) the pool's workers; their handles."""
+    """Create (or find) the pool's workers; their handles. `placement`: Ray options
+    (resources, label selector, scheduling strategy) added to each worker's."""
     return [
         MediaWorker.options(  # type: ignore[attr-defined]
-            name=media_worker_name(i, prefix), get_if_exists=True
+            name=media_worker_name(i, prefix), get_if_exists=True, **(placement or {})
         ).remote(factory, heavy_slots, light_slots)
         for i in range(count)
     ]

@@ -69,7 +69,12 @@ class ShardPool:
         hook_factory: Callable[[], AccountHook] | None = None,
         tenants_factory: Callable[[], LiveTenants] | None = None,
         budget_factory: BudgetFactory | None = None,
+        shard_options: dict[str, Any] | None = None,
+        media_options: dict[str, Any] | None = None,
     ) -> None:
+        # `shard_options` / `media_options`: Ray placement options (custom resources,
+        # label selector, SPREAD) added to every shard's / media worker's (cluster/
+        # placement.py); a restarted actor is placed by the same options.
         self._prefix = name_prefix
         # The archiver (actors/archiver.py) is a loop on this replica's event loop, not an
         # actor of its own: it only waits on I/O, and a process more costs ~100 MB.
@@ -81,14 +86,21 @@ class ShardPool:
         # The media task pool first: the shards' fetches look its workers up by name.
         self._media_workers = (
             start_media_workers(
-                media.workers, media.pipeline, media.heavy_slots, media.light_slots, name_prefix
+                media.workers,
+                media.pipeline,
+                media.heavy_slots,
+                media.light_slots,
+                name_prefix,
+                media_options,
             )
             if media is not None and media.workers > 0
             else []
         )
         fetcher = media.fetcher if media is not None else None
         self._shards = [
-            ShardActor.options(**shard_actor_options(p, name_prefix)).remote(  # type: ignore[attr-defined]
+            ShardActor.options(  # type: ignore[attr-defined]
+                **shard_actor_options(p, name_prefix), **(shard_options or {})
+            ).remote(
                 config_for(p), deps_factory, fetcher, hook_factory, tenants_factory, budget_factory
             )
             for p in range(partitions)

@@ -312,6 +312,12 @@ class InboxLayoutStore(Protocol):
         holds no entry; whether it was empty."""
         ...
 
+    async def fence(self, partitions: Sequence[int]) -> None:
+        """Bump each partition's shard epoch (as `Inbox.claim` does, adapters/ports.py
+        "Fencing"): a shard still running anywhere on these partitions has its next read
+        and commit refused, so nothing reads or commits while entries move."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

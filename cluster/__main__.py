@@ -1,5 +1,5 @@
 """The CLI: `python -m cluster run | events tail | send-test | schema export|check |
-deliveries show | replay | dead-letters | tenants | media sweep`."""
+deliveries show | replay | dead-letters | tenants | media sweep | reshard | local-cluster`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,15 @@ import orjson
 
 from cluster.dead_letters import add_commands as add_dead_letter_commands
 from cluster.dead_letters import dead_letters_command
+from cluster.local_cluster import add_commands as add_local_cluster_commands
+from cluster.local_cluster import local_cluster_command
 from cluster.logging import configure_logging
 from cluster.media_sweep import add_commands as add_media_commands
 from cluster.media_sweep import media_command
 from cluster.replay import add_commands as add_replay_commands
 from cluster.replay import replay_command
+from cluster.reshard import add_commands as add_reshard_commands
+from cluster.reshard import reshard_command
 from cluster.settings import Settings, SettingsError
 from cluster.tenants_cli import add_commands as add_tenant_commands
 from cluster.tenants_cli import tenants_command
@@ -63,6 +67,21 @@ def _media_send(args: argparse.Namespace) -> MediaSend | None:
     )
 
 
+def _without_settings(args: argparse.Namespace) -> int | None:
+    """Run a command that needs no settings (None: the command needs them)."""
+    if args.command == "local-cluster":  # Ray's own processes only
+        return local_cluster_command(args.action, Path(args.dir), args.workers, args.node)
+    if args.command == "allowlist":  # a file transformation
+        from cluster.allowlist import allowlist_command
+
+        return allowlist_command(args.action, args.file, args.out)
+    if args.command == "schema":  # generated from the models alone
+        from cluster.schema import schema_command
+
+        return schema_command(args.action)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(prog="python -m cluster", description=__doc__)
@@ -94,15 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     add_dead_letter_commands(sub)  # dead-letters list|show|purge (cluster/dead_letters.py)
     add_tenant_commands(sub)  # tenants list|show|add|disable|enable|delete (tenants_cli.py)
     add_media_commands(sub)  # media sweep (cluster/media_sweep.py)
+    add_reshard_commands(sub)  # reshard --shards N (cluster/reshard.py)
+    add_local_cluster_commands(sub)  # local-cluster up|down|status|kill-raylet
     args = parser.parse_args(argv)
-    if args.command == "allowlist":  # needs no settings: a file transformation
-        from cluster.allowlist import allowlist_command
-
-        return allowlist_command(args.action, args.file, args.out)
-    if args.command == "schema":  # needs no settings: generated from the models alone
-        from cluster.schema import schema_command
-
-        return schema_command(args.action)
+    done = _without_settings(args)
+    if done is not None:
+        return done
 
     try:
         settings = Settings()
@@ -117,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             return tenants_command(settings, args)
         if args.command == "media":
             return media_command(settings, args)
+        if args.command == "reshard":
+            return reshard_command(settings, args)
         if args.command == "events":
             return _events_tail(settings, args.follow, args.limit)
         if args.command in ("deliveries", "replay"):

@@ -22,12 +22,22 @@ from adapters.consumer_queues import ConsumerQueue
 from adapters.errors import BrokerMisconfigured, TransientError
 from adapters.local_rate_limit import LocalRateLimiter
 from adapters.outbox import OutboxPublisher
-from adapters.ports import Archive, Inbox, InboxDurability, Publisher, RateLimiter, Routes
+from adapters.ports import (
+    Archive,
+    Inbox,
+    InboxDurability,
+    InboxLayoutStore,
+    Publisher,
+    RateLimiter,
+    Routes,
+)
 from adapters.rabbitmq import RabbitPublisher
 from adapters.redis_durability import WaitAof
 from adapters.redis_inbox import RedisInbox
 from adapters.redis_rate_limit import RedisRateLimiter
+from adapters.redis_reshard import RedisLayoutStore
 from adapters.sqlite_inbox import SqliteInbox
+from adapters.sqlite_reshard import SqliteLayoutStore
 from cluster.settings import SettingsError
 
 log = structlog.get_logger("backends")
@@ -137,6 +147,13 @@ def build_inbox(config: RedisInboxConfig | SqliteInboxConfig) -> Inbox:
         retention_s=config.conversation_retention_s,
         message_ttl_s=config.message_state_ttl_s,
     )
+
+
+def build_layout_store(config: RedisInboxConfig | SqliteInboxConfig) -> InboxLayoutStore:
+    """The layout store (record and reshard moves) of the inbox this config names."""
+    if isinstance(config, RedisInboxConfig):
+        return RedisLayoutStore(config.url, config.prefix)
+    return SqliteLayoutStore(config.path)
 
 
 class InboxNotDurable(RuntimeError):

@@ -86,6 +86,12 @@ def record(path: Path, root: int, previous: list[Proc]) -> list[Proc]:
     return procs
 
 
+def start_ticks(pid: int) -> int | None:
+    """The kernel start time of a live process (its identity beside the pid), or None."""
+    info = _info(pid)
+    return info[1] if info is not None else None
+
+
 def alive(proc: Proc) -> bool:
     """The process exists and is the same one (same start time)."""
     info = _info(proc[0])

@@ -24,6 +24,7 @@ import structlog
 
 from cluster import process_tree
 from cluster.backends import check_inbox_durability, check_publisher_topology
+from cluster.layout import check_layout
 from cluster.logging import configure_logging
 from cluster.settings import Settings, SettingsError
 from cluster.supervisor import RECORD_NOW, die_with_parent
@@ -81,6 +82,11 @@ def run(settings: Settings) -> NoReturn:
     wiring.data_dir.mkdir(parents=True, exist_ok=True)
     pidfile = wiring.data_dir / "run.pid"
     clear_stale_run(pidfile)
+    # The partitions' layout against WA_SHARDS: entries placed for another count refuse
+    # the start (cluster/layout.py) rather than be left unread (docs/resharding.md). After
+    # the earlier run of this data dir is ended: its ingress, still accepting under the
+    # old count, could otherwise append behind a check that found the inbox empty.
+    check_layout(wiring.inbox, wiring.partitions)
     driver = [sys.executable, "-m", "cluster.runner", "--parent", str(os.getpid())]
     sys.stdout.flush()
     sys.stderr.flush()
@@ -179,9 +185,12 @@ def drive(settings: Settings, parent: int) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        serve.start(http_options={"host": settings.host, "port": settings.port})
+        serve.start(
+            http_options={"host": settings.host, "port": settings.port},
+            proxy_location=settings.proxy_location,
+        )
         serve.run(
-            build_application(wiring, settings.ingress_replicas),
+            build_application(wiring, settings.ingress_scaling(), settings.placement_spec()),
             name=APP_NAME,
             route_prefix="/",
         )

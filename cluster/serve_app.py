@@ -11,6 +11,7 @@ from actors.pool import ShardPool
 from cluster.account_wiring import account_hook, account_refresher
 from cluster.limiter_wiring import publish_budget
 from cluster.media_wiring import pool_spec
+from cluster.placement import IngressScaling, Placement
 from cluster.settings import Settings
 from cluster.tenant_wiring import live_tenants
 from cluster.wiring import Wiring, archiver, ingress_deps, shard_config, shard_deps
@@ -19,10 +20,18 @@ from ingress.deployment import WebhookIngress
 APP_NAME = "wa-ingest"
 
 
-def build_application(wiring: Wiring, ingress_replicas: int = 1) -> Application:
-    """Ingress replicas plus the shard pool, wired to the configured adapters."""
+def build_application(
+    wiring: Wiring, scaling: IngressScaling | None = None, placement: Placement | None = None
+) -> Application:
+    """Ingress replicas plus the shard pool, wired to the configured adapters; `scaling`:
+    the ingress's replica count or autoscaling (one replica by default), `placement`:
+    where the actors and replicas run on several nodes (Ray's defaults by default)."""
+    scaling = scaling or IngressScaling()
+    placement = placement or Placement()
     # Serve's decorators turn the classes into Deployments, which mypy cannot see.
-    pool = ShardPool.bind(  # type: ignore[attr-defined]
+    pool = ShardPool.options(  # type: ignore[attr-defined]
+        ray_actor_options=placement.pool_actor_options()
+    ).bind(
         wiring.partitions,
         functools.partial(shard_config, wiring),
         functools.partial(shard_deps, wiring),
@@ -55,9 +64,14 @@ def build_application(wiring: Wiring, ingress_replicas: int = 1) -> Application:
         budget_factory=functools.partial(publish_budget, wiring.limiter)
         if wiring.limiter is not None and wiring.limiter.enabled
         else None,
+        shard_options=placement.shard_options(),
+        media_options=placement.media_options(),
     )
+    per_node = placement.ingress_max_per_node
     app: Application = WebhookIngress.options(  # type: ignore[attr-defined]
-        num_replicas=ingress_replicas
+        **scaling.deployment_options(),
+        ray_actor_options=placement.ingress_actor_options(),
+        **({"max_replicas_per_node": per_node} if per_node else {}),
     ).bind(functools.partial(ingress_deps, wiring), pool)
     return app
 
@@ -65,4 +79,6 @@ def build_application(wiring: Wiring, ingress_replicas: int = 1) -> Application:
 def app_builder(args: dict[str, Any]) -> Application:
     """`import_path: cluster.serve_app:app_builder`; settings come from WA_* env vars."""
     settings = Settings(**args)
-    return build_application(Wiring.from_settings(settings), settings.ingress_replicas)
+    return build_application(
+        Wiring.from_settings(settings), settings.ingress_scaling(), settings.placement_spec()
+    )

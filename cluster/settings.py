@@ -9,6 +9,13 @@ import orjson
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cluster.placement import (
+    IngressScaling,
+    Placement,
+    RolePlacement,
+    parse_labels,
+    parse_resources,
+)
 from cluster.queue_spec import parse_queues
 from ingress.client_ip import IpNetwork, parse_networks
 from models.tenant import Tenant, TenantDirectory, TenantsFile
@@ -53,6 +60,31 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     shards: int = 4
     ingress_replicas: int = 1
+    # Serve autoscaling of the ingress (docs/scaling.md): 0 keeps WA_INGRESS_REPLICAS
+    # fixed; above it, replicas scale between WA_INGRESS_REPLICAS and this, aiming at
+    # WA_INGRESS_TARGET_ONGOING requests in flight per replica (the target measured in
+    # docs/scaling.md: ~60 % of one replica's core at the latency it then has).
+    ingress_max_replicas: int = 0
+    ingress_target_ongoing: float = 12.0
+    ingress_upscale_delay_s: float = 30.0
+    ingress_downscale_delay_s: float = 600.0
+    ingress_look_back_s: float = 30.0  # the window Serve averages the in-flight count over
+    # Placement on a cluster of several nodes (cluster/placement.py, docs/scaling.md):
+    # custom resources per actor (`name=amount,...`) and node labels (`key=value,...`)
+    # per role; `spread`: Ray's SPREAD strategy for the shard and media actors.
+    placement: Literal["default", "spread"] = "default"
+    shard_resources: str = ""
+    shard_labels: str = ""
+    media_resources: str = ""
+    media_labels: str = ""
+    ingress_resources: str = ""
+    ingress_labels: str = ""
+    pool_resources: str = ""  # the shard pool: its node's death re-creates every shard
+    pool_labels: str = ""
+    ingress_max_per_node: int = 0  # 0: no limit; 1: a replica per node
+    # Serve's HAProxy on every node with a replica (Serve's default), or on the head only
+    # (a local cluster of several nodes on one machine: their HAProxies would share ports).
+    proxy_location: Literal["EveryNode", "HeadOnly"] = "EveryNode"
     max_body_bytes: int = 4 * 1024 * 1024
     append_linger_ms: float = 1.0
     append_max_items: int = 512
@@ -188,6 +220,53 @@ class Settings(BaseSettings):
     limiter_refresh_s: float = 5.0
     limiter_timeout_s: float = 2.0
 
+    def placement_spec(self) -> Placement:
+        """Where the actors and replicas run (cluster/placement.py), parsed and checked."""
+        try:
+            return Placement(
+                strategy=self.placement,
+                shard=RolePlacement(
+                    resources=parse_resources("WA_SHARD_RESOURCES", self.shard_resources),
+                    labels=parse_labels("WA_SHARD_LABELS", self.shard_labels),
+                ),
+                media=RolePlacement(
+                    resources=parse_resources("WA_MEDIA_RESOURCES", self.media_resources),
+                    labels=parse_labels("WA_MEDIA_LABELS", self.media_labels),
+                ),
+                ingress=RolePlacement(
+                    resources=parse_resources("WA_INGRESS_RESOURCES", self.ingress_resources),
+                    labels=parse_labels("WA_INGRESS_LABELS", self.ingress_labels),
+                ),
+                pool=RolePlacement(
+                    resources=parse_resources("WA_POOL_RESOURCES", self.pool_resources),
+                    labels=parse_labels("WA_POOL_LABELS", self.pool_labels),
+                ),
+                ingress_max_per_node=self.ingress_max_per_node,
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
+
+    def ingress_scaling(self) -> IngressScaling:
+        """The ingress replicas: a fixed count, or Serve's autoscaling bounds and target."""
+        if self.ingress_replicas < 1 or self.ingress_max_per_node < 0:
+            raise SettingsError("WA_INGRESS_REPLICAS must be >= 1, WA_INGRESS_MAX_PER_NODE >= 0")
+        if self.ingress_max_replicas and self.ingress_max_replicas < self.ingress_replicas:
+            raise SettingsError("WA_INGRESS_MAX_REPLICAS must be 0 or >= WA_INGRESS_REPLICAS")
+        if self.ingress_target_ongoing <= 0:
+            raise SettingsError("WA_INGRESS_TARGET_ONGOING must be > 0")
+        if min(self.ingress_upscale_delay_s, self.ingress_downscale_delay_s) < 0:
+            raise SettingsError("WA_INGRESS_UPSCALE_DELAY_S and _DOWNSCALE_DELAY_S must be >= 0")
+        if self.ingress_look_back_s <= 0:
+            raise SettingsError("WA_INGRESS_LOOK_BACK_S must be > 0")
+        return IngressScaling(
+            replicas=self.ingress_replicas,
+            max_replicas=self.ingress_max_replicas,
+            target_ongoing=self.ingress_target_ongoing,
+            upscale_delay_s=self.ingress_upscale_delay_s,
+            downscale_delay_s=self.ingress_downscale_delay_s,
+            look_back_s=self.ingress_look_back_s,
+        )
+
     def allowlist_on(self) -> bool:
         """Whether the source-IP allowlist is enforced (default: production only)."""
         if self.allowlist_enabled is not None:
@@ -264,6 +343,8 @@ class Settings(BaseSettings):
         if not 0.05 <= self.tenant_reload_s <= 5:
             raise SettingsError("WA_TENANT_RELOAD_S must be between 0.05 and 5")
         self._check_limiter()
+        self.placement_spec()
+        self.ingress_scaling()
 
     def _check_limiter(self) -> None:
         if not 0.01 <= self.limiter_lease_s <= 10 or not 0.01 <= self.limiter_burst_s <= 60:

@@ -18,7 +18,9 @@ import orjson
 from adapters.errors import AdapterError
 from adapters.ports import Archive, Inbox
 from models.archive import RawDelivery, ms_of, received_ms
+from models.inbox import InboxItem
 from models.replay import ReplayRequest, ReplayResult, resplit
+from models.routing import partition_of
 from models.tenant import TenantDirectory
 
 PENDING_SCAN = 10_000
@@ -33,6 +35,18 @@ class ReplayNotFound(LookupError):
 
 class Replayer:
     """Replays over one inbox and one archive, re-splitting for `partitions` partitions."""
+
+    def _placed(self, item: InboxItem) -> InboxItem:
+        """The item with its partition under this replayer's count (the unowned partition,
+        never a shard's, stays as it is)."""
+        if item.partition < 0:
+            return item
+        partition = partition_of(item.conversation_key, self.partitions)
+        return (
+            item
+            if partition == item.partition
+            else item.model_copy(update={"partition": partition})
+        )
 
     def __init__(
         self, archive: Archive, inbox: Inbox, directory: TenantDirectory, partitions: int
@@ -140,7 +154,9 @@ class Replayer:
                 if len(page) < min(_DEAD_PAGE, request.limit):
                     break
                 after = page[-1].dead_letter_id
-        await self.inbox.append_replayed([letter.item for letter in letters])
+        # Each item into its partition under today's count: a letter stored before a
+        # reshard names the partition of the count it was read under (docs/resharding.md).
+        await self.inbox.append_replayed([self._placed(letter.item) for letter in letters])
         ids = [letter.dead_letter_id for letter in letters]
         # Purged only once appended: a crash in between replays them again, never loses one.
         purged = await self.inbox.purge_dead_letters(ids) if request.purge and ids else 0

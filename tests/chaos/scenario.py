@@ -19,6 +19,7 @@ from typing import Any
 
 from loadtest.harness import RunConfig, RunState, run_load
 from loadtest.sender import RetryPolicy
+from loadtest.tenants import SimTenant
 from loadtest.traffic import TrafficGenerator
 from tests.chaos.checks import StreamCheck, check_stream
 from tests.chaos.consumer import DurableQueueSource
@@ -156,15 +157,33 @@ def _result(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LoadTarget:
+    """What the load needs of a deployment: its webhook URL, tenants and broker exchange."""
+
+    url: str
+    tenants: list[SimTenant]
+    rabbit_url: str
+    exchange: str
+
+
 async def run_scenario(
     name: str, target: ChaosTarget, profile: ChaosProfile, fault: Fault, fault_budget_s: float
 ) -> ScenarioResult:
     """Load for lead + fault_budget + tail seconds, the fault `lead_s` in; wait for the
     backlog to drain (the harness's grace period), then count."""
+    load = LoadTarget(target.url, target.tenants, target.rabbit.url, target.exchange)
+    return await run_against(name, load, profile, fault, fault_budget_s)
+
+
+async def run_against(
+    name: str, target: LoadTarget, profile: ChaosProfile, fault: Fault, fault_budget_s: float
+) -> ScenarioResult:
+    """run_scenario against any deployment (tests/chaos/test_multinode.py's cluster)."""
     generator = TrafficGenerator(
         target.tenants, profile.conversations, batch=profile.batch, status_share=0.4
     )
-    source = DurableQueueSource(target.rabbit.url, target.exchange)
+    source = DurableQueueSource(target.rabbit_url, target.exchange)
     cfg = RunConfig(
         url=target.url,
         rate=profile.rate,

@@ -9,6 +9,7 @@ references in the files (`${WA_APP_SECRET:?...}`, secretKeyRef); tests supply va
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Mapping
@@ -29,14 +30,21 @@ _VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 
 
 def dockerfile_env(path: Path = DOCKERFILE) -> dict[str, str]:
-    """Every `ENV K=V ...` of the Dockerfile (continuation lines joined)."""
+    """Every `ENV K=V ...` of the Dockerfile's last stage (the image that runs; continuation
+    lines joined), `$NAME` references expanded as Docker does (an earlier ENV of the stage,
+    else this process's environment, which stands in for the base image's)."""
     instructions = re.sub(r"\\\n", " ", path.read_text()).splitlines()
+    starts = [i for i, line in enumerate(instructions) if line.strip().upper().startswith("FROM ")]
     env: dict[str, str] = {}
-    for line in instructions:
+    for line in instructions[starts[-1] if starts else 0 :]:
         if line.strip().upper().startswith("ENV "):
             for token in shlex.split(line.strip()[4:]):
                 name, _, value = token.partition("=")
-                env[name] = value
+                env[name] = re.sub(
+                    r"\$\{?(\w+)\}?",
+                    lambda m: env.get(m[1], os.environ.get(m[1], "")),
+                    value,
+                )
     return env
 
 
