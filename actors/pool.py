@@ -97,14 +97,16 @@ class ShardPool:
             else []
         )
         fetcher = media.fetcher if media is not None else None
-        self._shards = [
-            ShardActor.options(  # type: ignore[attr-defined]
+
+        def make(p: int) -> Any:
+            return ShardActor.options(  # type: ignore[attr-defined]
                 **shard_actor_options(p, name_prefix), **(shard_options or {})
             ).remote(
                 config_for(p), deps_factory, fetcher, hook_factory, tenants_factory, budget_factory
             )
-            for p in range(partitions)
-        ]
+
+        self._make_shard = make
+        self._shards = [make(p) for p in range(partitions)]
         ray.get([shard.ensure_running.remote() for shard in self._shards])
 
     async def check_health(self) -> None:
@@ -118,9 +120,19 @@ class ShardPool:
         self._ensure_refreshing()
         pending = [shard.ensure_running.remote() for shard in self._shards]
         try:
-            await asyncio.wait_for(asyncio.gather(*pending), timeout=_HEALTH_WAIT_S)
+            results = await asyncio.wait_for(
+                asyncio.gather(*pending, return_exceptions=True), timeout=_HEALTH_WAIT_S
+            )
         except TimeoutError:
             log.warning("shard_restarting", waited_s=_HEALTH_WAIT_S)
+            return
+        for partition, result in enumerate(results):
+            if isinstance(result, ray.exceptions.RayActorError):
+                # Dead for good (killed without restart: a pool this one replaced ended
+                # the actor it had handed over by name). Made again; the fence keeps any
+                # overlap harmless, and the new one re-reads the partition.
+                log.warning("shard_recreated", partition=partition, error=str(result))
+                self._shards[partition] = self._make_shard(partition)
 
     def _ensure_archiving(self) -> None:
         """(Re)start the archiver's loop; a loop that died is logged with its error."""

@@ -183,7 +183,7 @@ class LocalCluster:
                 args,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **RAY_NODE_ENV},
+                env={**os.environ, **RAY_NODE_ENV, MARKER: str(self.temp_dir)},
                 start_new_session=True,
             )
             # Recorded before the wait: a start that hangs or fails is still ended by down().
@@ -207,7 +207,7 @@ class LocalCluster:
 
     def processes(self, name: str) -> list[process_tree.Proc]:
         """The live processes of node `name` (its session's members)."""
-        return _session_members(self.node(name).session)
+        return _session_members(self.node(name).session, str(self.temp_dir))
 
     def raylet_pid(self, name: str) -> int | None:
         """The pid of node `name`'s raylet, found among its session's processes."""
@@ -231,7 +231,9 @@ class LocalCluster:
         after `grace_s`. Returns how many were ended; the state file is removed."""
         ended = 0
         for node in reversed(self.nodes):
-            ended += process_tree.end(_session_members(node.session), grace_s=grace_s)
+            ended += process_tree.end(
+                _session_members(node.session, str(self.temp_dir)), grace_s=grace_s
+            )
         (self.directory / STATE_FILE).unlink(missing_ok=True)
         if self.gcs_port:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
@@ -272,20 +274,32 @@ class LocalCluster:
                 "cpus": n.spec.num_cpus,
                 "resources": n.spec.resources,
                 "labels": n.spec.labels,
-                "processes": len(_session_members(n.session)),
+                "processes": len(_session_members(n.session, str(self.temp_dir))),
                 "raylet": self.raylet_pid(n.spec.name),
             }
             for n in self.nodes
         ]
 
 
-def _session_members(session: int) -> list[process_tree.Proc]:
-    """Live processes whose session id is `session` (pid plus start time)."""
+MARKER = "WA_LOCAL_CLUSTER"  # in every node's environment: the cluster's temp dir
+
+
+def _session_members(session: int, marker: str) -> list[process_tree.Proc]:
+    """Live processes whose session id is `session` and whose environment carries this
+    cluster's marker (pid plus start time). The marker: once a node's processes are all
+    gone, the kernel may give its session id to any new session (another Ray, a shell),
+    which a stale state file must never end."""
     members: list[process_tree.Proc] = []
+    wanted = f"{MARKER}={marker}".encode()
     for pid in psutil.pids():
-        with contextlib.suppress(OSError):
+        try:
             if os.getsid(pid) != session:
                 continue
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if wanted not in environ:
+            continue
         started = process_tree.start_ticks(pid)  # None: gone meanwhile, or a zombie
         if started is not None:
             members.append((pid, started))

@@ -13,6 +13,8 @@ default): Ray's default scheduling, as on one node. docs/scaling.md says when to
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -146,3 +148,57 @@ def _pairs(variable: str, text: str) -> list[tuple[str, str]]:
             raise ValueError(f"{variable}: {part!r} is not name=value")
         pairs.append((name, value))
     return pairs
+
+
+def _capacity(role: RolePlacement, node: Mapping[str, Any]) -> float:
+    """How many actors of the role a live node can host (inf: no resources asked), 0
+    when its labels do not match."""
+    labels = node.get("Labels") or {}
+    if any(labels.get(key) != value for key, value in role.labels.items()):
+        return 0
+    have = node.get("Resources") or {}
+    return min(
+        (
+            math.floor(have.get(name, 0.0) / amount + 1e-9)
+            for name, amount in role.resources.items()
+        ),
+        default=math.inf,
+    )
+
+
+def unplaceable(
+    placement: Placement,
+    nodes: Sequence[Mapping[str, Any]],
+    *,
+    shards: int,
+    media_workers: int,
+    ingress_replicas: int,
+) -> list[str]:
+    """Why a role cannot be placed on the cluster's live nodes (`ray.nodes()` entries):
+    an actor no node fits would wait for one for ever (Serve waits for the pool, whose
+    constructor waits for its shards) with no error, leaving its partitions unread. One
+    message per role short of room, naming its settings; [] when every role fits."""
+    alive = [n for n in nodes if n.get("Alive")]
+    roles = (
+        ("WA_SHARD_RESOURCES / WA_SHARD_LABELS", placement.shard, shards, "shard actors"),
+        ("WA_MEDIA_RESOURCES / WA_MEDIA_LABELS", placement.media, media_workers, "media workers"),
+        ("WA_POOL_RESOURCES / WA_POOL_LABELS", placement.pool, 1, "the shard pool"),
+    )
+    problems = []
+    for variables, role, needed, what in roles:
+        if needed and (role.resources or role.labels):
+            room = sum(_capacity(role, n) for n in alive)
+            if room < needed:
+                problems.append(
+                    f"{variables}: room for {room:g} of {needed} {what} on the "
+                    f"{len(alive)} live node(s) (their resources and labels: docs/scaling.md)"
+                )
+    ingress = placement.ingress
+    per_node = placement.ingress_max_per_node or math.inf
+    room = sum(min(_capacity(ingress, n), per_node) for n in alive)
+    if room < ingress_replicas:
+        problems.append(
+            "WA_INGRESS_RESOURCES / WA_INGRESS_LABELS / WA_INGRESS_MAX_PER_NODE: room for "
+            f"{room:g} of {ingress_replicas} ingress replicas on the {len(alive)} live node(s)"
+        )
+    return problems

@@ -26,6 +26,7 @@ from cluster import process_tree
 from cluster.backends import check_inbox_durability, check_publisher_topology
 from cluster.layout import check_layout
 from cluster.logging import configure_logging
+from cluster.placement import unplaceable
 from cluster.settings import Settings, SettingsError
 from cluster.supervisor import RECORD_NOW, die_with_parent
 from cluster.wiring import Wiring
@@ -181,6 +182,21 @@ def drive(settings: Settings, parent: int) -> None:
         )
     else:  # the cluster's own options (dashboard, metrics port) were set when it started
         ray.init(address=settings.ray_address, namespace="wa-ingest", log_to_driver=True)
+    # Before anything is deployed: an actor that no live node fits waits for one, with no
+    # error, its partitions unread. On the Ray this process started no node will come:
+    # refused (exit 2). On a joined cluster an autoscaler may add the nodes: a warning.
+    placement, scaling = settings.placement_spec(), settings.ingress_scaling()
+    short = unplaceable(
+        placement,
+        ray.nodes(),  # type: ignore[no-untyped-call]
+        shards=wiring.partitions,
+        media_workers=settings.media_workers,
+        ingress_replicas=scaling.replicas,
+    )
+    if short and started_ray:
+        raise SettingsError("; ".join(short))
+    if short:
+        log.warning("placement_waits_for_nodes", problems=short)
     # After ray.init: it installs a SIGTERM handler that exits at once, skipping the drain.
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -190,7 +206,7 @@ def drive(settings: Settings, parent: int) -> None:
             proxy_location=settings.proxy_location,
         )
         serve.run(
-            build_application(wiring, settings.ingress_scaling(), settings.placement_spec()),
+            build_application(wiring, scaling, placement),
             name=APP_NAME,
             route_prefix="/",
         )

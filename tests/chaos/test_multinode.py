@@ -295,6 +295,7 @@ async def test_worker_node_killed_its_shards_move_and_nothing_is_lost(
     assert result.order_violations == 0, result.order_examples
     assert result.renumbered == 0, result.order_examples
     assert result.foreign_events == 0
+    assert result.failed_after_retries == 0  # nothing given up after Meta-style retries
     ingress_nodes = {a["node"] for a in placed if a["class"].endswith(":WebhookIngress")}
     if ingress_nodes - {victim}:  # a replica outside the killed node kept acknowledging
         assert result.acked_during_fault > 0, result
@@ -302,6 +303,7 @@ async def test_worker_node_killed_its_shards_move_and_nothing_is_lost(
     nodes = {
         int(a["name"].rsplit("-", 1)[1]): a for a in after["actors"] if a["class"] == "ShardActor"
     }
+    assert sorted(nodes) == list(range(SHARDS)), nodes  # every partition's shard is alive
     facts["node_kill"]["after"] = {p: (a["node"], a["restarts"]) for p, a in nodes.items()}
     facts["node_kill"]["statuses"] = after["shards"]
     for partition, actor in nodes.items():

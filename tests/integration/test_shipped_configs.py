@@ -229,11 +229,15 @@ def _service_env(
 ) -> dict[str, str]:
     """A shipped configuration's environment for `python -m cluster run` here: the test's
     stores and secrets, one replica and two shards (to keep the run short; neither changes
-    who a request is from); host, port and data dir come from start_service."""
+    who a request is from); host, port and data dir come from start_service. The
+    placement is the cluster's (a head labelled `wa-role=head`): this one node has no
+    labels, and the runner refuses a role no live node fits."""
     kept = {
         k: v
         for k, v in shipped_env.items()
-        if k.startswith(("WA_", "RAY_")) and k not in ("WA_HOST", "WA_PORT", "WA_DATA_DIR")
+        if k.startswith(("WA_", "RAY_"))
+        and k not in ("WA_HOST", "WA_PORT", "WA_DATA_DIR")
+        and not k.endswith(("_LABELS", "_RESOURCES"))
     }
     return {
         **kept,

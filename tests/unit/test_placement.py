@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from ray.serve.config import AutoscalingConfig
 
+from cluster.placement import unplaceable
 from cluster.serve_app import build_application
 from cluster.settings import Settings, SettingsError
 from cluster.wiring import Wiring
@@ -104,3 +105,32 @@ def test_settings_that_cannot_place_refuse_the_start(fields: dict[str, Any], var
     settings check naming the variable, before anything starts."""
     with pytest.raises(SettingsError, match=variable):
         Settings(**fields).check()
+
+
+def node(alive: bool = True, labels: dict[str, str] | None = None, **resources: float) -> Any:
+    """A `ray.nodes()` entry."""
+    return {"Alive": alive, "Labels": labels or {}, "Resources": {"CPU": 2.0, **resources}}
+
+
+def test_a_role_no_live_node_fits_is_named_before_anything_is_deployed() -> None:
+    """Shards asking for `wa_shard=1` with room for 2 of 4 (a dead node's room is not
+    counted), a pool label no node carries, and one replica per node for 2 replicas on 1
+    node: each is reported with its settings; the default placement fits anywhere."""
+    nodes = [node(wa_shard=2.0, labels={"wa-role": "worker"}), node(False, wa_shard=8.0)]
+    placement = Settings(
+        shard_resources="wa_shard=1",
+        pool_labels="wa-role=head",
+        ingress_max_per_node=1,
+        ingress_replicas=2,
+    ).placement_spec()
+    problems = unplaceable(placement, nodes, shards=4, media_workers=1, ingress_replicas=2)
+    assert len(problems) == 3
+    assert problems[0].startswith("WA_SHARD_RESOURCES / WA_SHARD_LABELS: room for 2 of 4")
+    assert problems[1].startswith("WA_POOL_RESOURCES / WA_POOL_LABELS: room for 0 of 1")
+    assert "room for 1 of 2 ingress replicas" in problems[2]
+    fits = unplaceable(
+        Settings().placement_spec(), [node()], shards=4, media_workers=1, ingress_replicas=1
+    )
+    assert fits == []
+    labelled = Settings(shard_labels="wa-role=worker").placement_spec()
+    assert unplaceable(labelled, nodes, shards=4, media_workers=1, ingress_replicas=1) == []
