@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit services bench chaos schema docker-check clean
+.PHONY: run test lint typecheck unit services bench bench-quick chaos schema docker-check clean
 
 # The dev venv: the service (editable), the dev tools and the bench extra (loadtest/'s
 # packages; loadtest/ itself is imported from the checkout, never installed). The Docker
@@ -57,6 +57,12 @@ bench: $(STAMP) services
 	$(PY) -m tests.bench.redis_waitaof  # what WAITAOF costs an append (docs/redis.md)
 	$(PY) -m tests.bench.shard_cpu  # shard CPU per event by batch size (docs/benchmarks.md)
 	$(PY) -m tests.bench.conversation_memory  # bytes per resident conversation (docs/conversations.md)
+
+## bench-quick: a short bench for development (issue 14): the naive bridge and this
+## service, 10 s of wrk and 20 s of open loop at 500 req/s, printed only (docs untouched)
+bench-quick: $(STAMP) services
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m loadtest bench --systems b,c --rate 500 --duration 20 --wrk-duration 10 --no-doc
 
 ## docker-check: hadolint on the Dockerfile, `docker-compose config` on the stack (where
 ## docker-compose is installed; `make services` installs it)
